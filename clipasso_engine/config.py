@@ -7,7 +7,7 @@ The Inkscape ``.inx`` is the only other place that repeats a default, and a test
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from .errors import SettingsError
@@ -52,7 +52,6 @@ class SketchSettings:
     device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
     precision: str = "auto"  # auto (bf16/fp16 autocast on GPU, fp32 on CPU) | fp32 | bf16 | fp16
     preset: str = "paper"  # name of the preset these settings started from (provenance only)
-    extra: dict[str, Any] = field(default_factory=dict, compare=False)  # free-form provenance
 
     def __post_init__(self) -> None:
         _check_positive_int("strokes", self.strokes, upper=4096)
@@ -94,7 +93,8 @@ class SketchSettings:
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
-            raise SettingsError(f"Unknown setting(s): {', '.join(unknown)}. Valid settings: {', '.join(sorted(known))}.")
+            valid = ", ".join(sorted(known))
+            raise SettingsError(f"Unknown setting(s): {', '.join(unknown)}. Valid settings: {valid}.")
         for key in ("geometric_layers", "geometric_weights"):
             if key in data and data[key] is not None:
                 data[key] = tuple(data[key])

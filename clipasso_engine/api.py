@@ -1,0 +1,208 @@
+"""The public entry point: ``sketch(image) -> SketchResult``, used by the CLI, the protocol and library users.
+
+It wires the stages together: image preparation, model loading, saliency-guided initialisation for every seed,
+the batched optimisation, and the mapping of the winning strokes back to the input image's pixel frame.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import PIL.Image
+import torch
+from torch import Tensor
+
+from .augment import draw_augmentations
+from .config import CANVAS, SketchSettings
+from .errors import Cancelled
+from .image_io import PreparedImage, prepare_image
+from .models import LossNetwork, load_loss_network, resolve_device, settings_from_env
+from .optimize import OptimisationResult, Progress, RunControl, optimise_strokes
+from .saliency import saliency_probabilities
+from .strokes import initial_strokes
+from .svg import strokes_to_svg
+from .version import __version__
+
+#: Reference stroke width: 3 px on the 224 canvas (spec §1).
+CANVAS_STROKE_WIDTH = 3.0
+
+StatusCallback = Callable[[str, str], None]
+
+
+@dataclass(frozen=True)
+class SketchResult:
+    """A finished sketch, in the input image's pixel frame."""
+
+    strokes: list[list[list[float]]]  # N × 4 × [x, y], image px
+    width: float  # stroke width, image px
+    image_size: tuple[int, int]  # (W, H) after EXIF orientation
+    seed: int  # the winning run's seed
+    loss: float  # its best evaluation loss
+    seed_losses: list[float]
+    iterations_run: int
+    stopped_early: bool
+    device: str
+    settings: SketchSettings
+    timings: dict[str, float] = field(default_factory=dict)
+    engine_version: str = __version__
+
+    def provenance(self) -> dict[str, Any]:
+        """What produced these strokes: stamped into the SVG and the JSON output."""
+        return {
+            "generator": "clipasso-engine",
+            "engine_version": self.engine_version,
+            "seed": self.seed,
+            "loss": self.loss,
+            "iterations_run": self.iterations_run,
+            "stopped_early": self.stopped_early,
+            "device": self.device,
+            "settings": self.settings.to_dict(),
+        }
+
+    def to_svg(self, color: str = "#000000") -> str:
+        return strokes_to_svg(self.strokes, self.width, self.image_size, self.provenance(), color=color)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready facts; field names match the protocol's ``result`` message (docs/protocol.md)."""
+        out = self.provenance()
+        out.update(
+            strokes=self.strokes,
+            width=self.width,
+            image_size=list(self.image_size),
+            seed_losses=self.seed_losses,
+            timings=self.timings,
+        )
+        return out
+
+
+#: One loaded loss network, kept so repeated sketches in one process (tests, library users) load it once.
+_LOSS_NETWORK_CACHE: dict[tuple[object, ...], LossNetwork] = {}
+
+
+def _loss_network(settings: SketchSettings, device: torch.device) -> LossNetwork:
+    key = (settings.loss_model, settings.loss_weights, settings.model_config, str(device), settings.geometric_layers)
+    if key not in _LOSS_NETWORK_CACHE:
+        _LOSS_NETWORK_CACHE.clear()
+        _LOSS_NETWORK_CACHE[key] = load_loss_network(settings, device)
+    return _LOSS_NETWORK_CACHE[key]
+
+
+def output_width(settings: SketchSettings, prepared: PreparedImage) -> float:
+    """Stroke width in image px: the user's, or 3/224 of the padded square's side (the paper's 3 px at 224)."""
+    return settings.width if settings.width is not None else CANVAS_STROKE_WIDTH * prepared.scale
+
+
+def strokes_to_image_frame(points: Tensor, prepared: PreparedImage) -> list[list[list[float]]]:
+    """(N, 4, 2) canvas px -> nested lists in image px."""
+    mapped = prepared.canvas_to_image(points.detach().to("cpu", torch.float64))
+    return [[[float(x), float(y)] for x, y in stroke] for stroke in mapped.tolist()]
+
+
+def sketch(
+    image: str | os.PathLike[str] | PIL.Image.Image,
+    settings: SketchSettings | None = None,
+    *,
+    mask: str | os.PathLike[str] | None = None,
+    on_progress: Callable[[Progress], None] | None = None,
+    on_status: StatusCallback | None = None,
+    control: RunControl | None = None,
+    progress_interval_s: float = 0.25,
+) -> SketchResult:
+    """Turn an image into a CLIPasso line sketch.
+
+    ``settings`` default to the ``paper`` preset; model names and weights not set explicitly come from the
+    ``CLIPASSO_*`` environment variables. ``on_progress`` receives a :class:`Progress` at most every
+    ``progress_interval_s`` seconds; ``control.cancel()`` stops within one iteration and raises
+    :class:`Cancelled`; ``control.stop()`` ends early and returns the best strokes so far.
+    Raises a :class:`clipasso_engine.errors.ClipassoError` for every expected problem.
+    """
+    settings = settings_from_env(settings or SketchSettings())
+    control = control or RunControl()
+    status = on_status or (lambda stage, message: None)
+    timings: dict[str, float] = {}
+    started = time.monotonic()
+
+    prepared = prepare_image(image, mask, canvas=CANVAS)
+    device = resolve_device(settings.device)
+
+    def checkpoint(name: str, since: float) -> float:
+        now = time.monotonic()
+        timings[name] = round(now - since, 4)
+        if control.cancelled:
+            raise Cancelled("The sketch was cancelled.")
+        return now
+
+    mark = checkpoint("prepare_s", started)
+    status("loading_models", f"Loading the loss network {settings.loss_model} ({settings.loss_weights})…")
+    network = _loss_network(settings, device)
+    mark = checkpoint("load_models_s", mark)
+
+    status("saliency", f"Finding salient regions with {settings.saliency} ({settings.saliency_model})…")
+    probabilities = saliency_probabilities(prepared.image, prepared.mask, settings, device)
+    width_canvas = output_width(settings, prepared) / prepared.scale
+    initial = torch.stack(
+        [
+            initial_strokes(
+                probabilities, settings.strokes, seed, step=settings.random_walk_step, canvas=CANVAS, device=device
+            )
+            for seed in settings.run_seeds
+        ]
+    )
+    mark = checkpoint("saliency_s", mark)
+
+    status("optimising", f"Optimising {settings.strokes} strokes, {settings.seeds} seed(s) at once on {device}…")
+    plan = draw_augmentations(
+        settings.seed,
+        settings.iterations,
+        settings.augmentations,
+        size=CANVAS,
+        distortion=settings.perspective_distortion,
+        crop=settings.crop_size,
+    ).to(device)
+    outcome: OptimisationResult = optimise_strokes(
+        initial,
+        prepared.image.to(device),
+        network,
+        settings,
+        plan,
+        width=width_canvas,
+        control=control,
+        on_progress=_image_frame_progress(on_progress, prepared),
+        progress_interval_s=progress_interval_s,
+    )
+    timings["optimise_s"] = round(time.monotonic() - mark, 4)
+    timings["total_s"] = round(time.monotonic() - started, 4)
+    return SketchResult(
+        strokes=strokes_to_image_frame(outcome.points, prepared),
+        width=output_width(settings, prepared),
+        image_size=prepared.image_size,
+        seed=settings.run_seeds[outcome.seed_index],
+        loss=outcome.best_loss,
+        seed_losses=outcome.seed_losses,
+        iterations_run=outcome.iterations_run,
+        stopped_early=outcome.stopped_early,
+        device=str(device),
+        settings=settings,
+        timings=timings,
+    )
+
+
+def _image_frame_progress(
+    on_progress: Callable[[Progress], None] | None, prepared: PreparedImage
+) -> Callable[[Progress], None] | None:
+    """Wrap a progress callback so that ``best_points()`` returns strokes in image px, not canvas px."""
+    if on_progress is None:
+        return None
+    callback = on_progress
+
+    def forward(progress: Progress) -> None:
+        canvas_points = progress.best_points
+        progress.best_points = lambda: prepared.canvas_to_image(canvas_points().detach().to("cpu", torch.float64))
+        progress.image_size = prepared.image_size
+        callback(progress)
+
+    return forward

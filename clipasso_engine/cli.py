@@ -1,0 +1,231 @@
+"""The ``clipasso`` command: ``sketch``, ``serve``, ``models fetch`` and ``bench``.
+
+Expected failures print one sentence to stderr and exit non-zero; nothing is written then. Anything unexpected is a
+bug and goes through :func:`format_unexpected`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, TextIO
+
+from .config import PRESETS, SketchSettings, preset_settings
+from .errors import ClipassoError, SettingsError
+from .optimize import Progress
+from .version import __version__
+
+#: CLI option -> SketchSettings field, for the options that map one to one.
+_SETTING_OPTIONS = {
+    "strokes": "strokes",
+    "iterations": "iterations",
+    "seeds": "seeds",
+    "seed": "seed",
+    "width": "width",
+    "device": "device",
+    "precision": "precision",
+    "saliency": "saliency",
+    "loss_model": "loss_model",
+    "loss_weights": "loss_weights",
+    "saliency_model": "saliency_model",
+    "saliency_weights": "saliency_weights",
+    "model_config": "model_config",
+    "augmentations": "augmentations",
+}
+
+
+def _add_setting_options(parser: argparse.ArgumentParser) -> None:
+    defaults = SketchSettings()
+    group = parser.add_argument_group("sketch settings (defaults: the chosen preset's)")
+    group.add_argument("--preset", choices=sorted(PRESETS), default="paper", help="named settings (default: paper)")
+    group.add_argument(
+        "--strokes", type=int, help=f"number of strokes, the abstraction level (default {defaults.strokes})"
+    )
+    group.add_argument("--iterations", type=int, help=f"optimisation steps (paper: {defaults.iterations})")
+    group.add_argument("--seeds", type=int, help=f"independent runs, the best is kept (paper: {defaults.seeds})")
+    group.add_argument("--seed", type=int, help="base seed: same input, settings and seed give the same strokes")
+    group.add_argument("--width", type=float, help="stroke width in output pixels (default: 3/224 of the longer side)")
+    group.add_argument("--augmentations", type=int, help="augmented pairs per iteration (paper: 4)")
+    group.add_argument("--device", help="auto, cpu, cuda, cuda:N or mps (default: auto)")
+    group.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16"], help="loss-network precision")
+    group.add_argument("--saliency", choices=["clip", "dino"], help="saliency backend (default: clip)")
+    models = parser.add_argument_group("models (also from CLIPASSO_* environment variables)")
+    models.add_argument("--loss-model", help="open_clip ResNet architecture (default RN101)")
+    models.add_argument("--loss-weights", help="pretrained tag (default openai) or a local checkpoint file")
+    models.add_argument("--saliency-model", help="open_clip ViT architecture (default ViT-B-32-quickgelu)")
+    models.add_argument("--saliency-weights", help="pretrained tag (default openai) or a local checkpoint file")
+    models.add_argument("--model-config", help="extra open_clip model config: a JSON file or a folder of them")
+
+
+def settings_from_args(args: argparse.Namespace) -> SketchSettings:
+    """Preset first, then the environment, then explicit options on top."""
+    from .models import settings_from_env
+
+    settings = settings_from_env(preset_settings(args.preset))
+    explicit = {field: getattr(args, option) for option, field in _SETTING_OPTIONS.items()}
+    return settings.replace(**{k: v for k, v in explicit.items() if v is not None})
+
+
+class ProgressBar:
+    """A one-line terminal progress bar: iteration, loss, elapsed time and ETA."""
+
+    def __init__(self, stream: TextIO, width: int = 28) -> None:
+        self.stream = stream
+        self.width = width
+        self.active = False
+
+    @staticmethod
+    def _clock(seconds: float) -> str:
+        total = max(0, round(seconds))
+        hours, rest = divmod(total, 3600)
+        return f"{hours}:{rest // 60:02d}:{rest % 60:02d}" if hours else f"{rest // 60}:{rest % 60:02d}"
+
+    def update(self, progress: Progress) -> None:
+        done = progress.iteration / max(progress.iterations, 1)
+        filled = int(done * self.width)
+        bar = "█" * filled + "·" * (self.width - filled)
+        line = (
+            f"\r{bar} {progress.iteration}/{progress.iterations}  loss {progress.loss:.4f}"
+            f"  elapsed {self._clock(progress.elapsed_s)}  ETA {self._clock(progress.eta_s)} "
+        )
+        self.stream.write(line)
+        self.stream.flush()
+        self.active = True
+
+    def status(self, stage: str, message: str) -> None:
+        self.finish()
+        self.stream.write(message + "\n")
+        self.stream.flush()
+
+    def finish(self) -> None:
+        if self.active:
+            self.stream.write("\n")
+            self.stream.flush()
+            self.active = False
+
+
+def cmd_sketch(args: argparse.Namespace) -> int:
+    from .api import sketch
+    from .image_io import load_image
+    from .svg import write_atomic
+
+    settings = settings_from_args(args)
+    output = Path(args.output)
+    if output.is_dir():
+        raise SettingsError(f"The output {output} is a folder; give a file name such as {output / 'sketch.svg'}.")
+    # Reading the input first turns a bad image into an error before minutes of model loading.
+    load_image(args.input)
+    show_progress = not args.quiet and sys.stderr.isatty()
+    bar = ProgressBar(sys.stderr) if show_progress else None
+    try:
+        result = sketch(
+            args.input,
+            settings,
+            mask=args.mask,
+            on_progress=bar.update if bar else None,
+            on_status=(bar.status if bar else None),
+        )
+    except KeyboardInterrupt:
+        if bar:
+            bar.finish()
+        print("Interrupted; nothing was written.", file=sys.stderr)
+        return 130
+    finally:
+        if bar:
+            bar.finish()
+    svg = result.to_svg()
+    if args.json:
+        write_atomic(args.json, json.dumps(result.to_dict(), indent=2) + "\n")
+    write_atomic(output, svg)
+    if not args.quiet:
+        print(
+            f"Wrote {len(result.strokes)} strokes to {output} (loss {result.loss:.4f}, seed {result.seed}, "
+            f"{result.iterations_run} iterations, {result.timings.get('total_s', 0.0):.1f} s on {result.device}).",
+            file=sys.stderr,
+        )
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from .serve import serve_stdio
+
+    return serve_stdio()
+
+
+def cmd_models_fetch(args: argparse.Namespace) -> int:
+    from .models import fetch_models
+
+    settings = settings_from_args(args)
+    for path in fetch_models(settings):
+        print(path)
+    return 0
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from .bench import run_bench
+
+    return run_bench(args)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="clipasso", description="Turn a photo of an object into an abstract line sketch (CLIPasso)."
+    )
+    parser.add_argument("--version", action="version", version=f"clipasso-engine {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    sketch = commands.add_parser("sketch", help="sketch an image into an SVG")
+    sketch.add_argument("input", help="the image: PNG, JPEG, WebP, GIF, BMP or TIFF")
+    sketch.add_argument("-o", "--output", required=True, help="the SVG file to write")
+    sketch.add_argument("--mask", help="object mask image of the same size (white = object)")
+    sketch.add_argument("--json", help="also write strokes and run facts as JSON to this file")
+    sketch.add_argument("-q", "--quiet", action="store_true", help="no progress bar or summary")
+    _add_setting_options(sketch)
+    sketch.set_defaults(run=cmd_sketch)
+
+    serve = commands.add_parser("serve", help="the JSON-lines protocol for the Inkscape extension (docs/protocol.md)")
+    serve.add_argument("--stdio", action="store_true", required=True, help="talk over stdin/stdout")
+    serve.set_defaults(run=cmd_serve)
+
+    models = commands.add_parser("models", help="manage model weights")
+    model_commands = models.add_subparsers(dest="models_command", required=True, metavar="ACTION")
+    fetch = model_commands.add_parser("fetch", help="download the models the settings need into the cache")
+    _add_setting_options(fetch)
+    fetch.set_defaults(run=cmd_models_fetch)
+
+    bench = commands.add_parser("bench", help="time each preset against the loss network's floor")
+    from .bench import add_bench_arguments
+
+    add_bench_arguments(bench)
+    bench.set_defaults(run=cmd_bench)
+    return parser
+
+
+def format_unexpected(exc: BaseException) -> str:
+    """The one formatter for bugs: a sentence for the user, the traceback for a report."""
+    return (
+        f"clipasso: unexpected internal error ({type(exc).__name__}: {exc}). This is a bug; please report it "
+        f"with the command you ran and this message (engine {__version__})."
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        status: Any = args.run(args)
+        return int(status)
+    except ClipassoError as exc:
+        print(f"clipasso: {exc}", file=sys.stderr)
+        return exc.exit_status
+    except KeyboardInterrupt:
+        print("clipasso: interrupted.", file=sys.stderr)
+        return 130
+    except Exception as exc:
+        import traceback
+
+        traceback.print_exc(file=sys.stderr)
+        print(format_unexpected(exc), file=sys.stderr)
+        return 70

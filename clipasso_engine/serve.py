@@ -1,0 +1,187 @@
+"""``clipasso serve --stdio``: the versioned JSON-lines protocol of docs/protocol.md.
+
+One request in, progress/preview lines out, exactly one ``result`` or ``error``. A reader thread watches stdin for
+``stop``/``cancel`` and for end of file: a parent that closed the pipe or died gets the engine to cancel within one
+iteration and exit, and a watchdog ends the process even if it is stuck in a step that cannot be interrupted (such
+as loading a model), so a dead parent never leaves an engine behind.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+import threading
+import time
+import traceback
+from collections.abc import Callable
+from typing import IO, Any
+
+from .api import SketchResult, sketch
+from .config import SketchSettings
+from .errors import ClipassoError
+from .models import resolve_device, settings_from_env
+from .optimize import Progress, RunControl
+from .version import __version__
+
+PROTOCOL_VERSION = 1
+#: Seconds a cancelled run may take to wind down before the watchdog ends the process.
+EXIT_GRACE_S = 3.0
+
+
+class _Writer:
+    """Serialises message lines from the worker and reader threads onto one stream."""
+
+    def __init__(self, stream: IO[str]) -> None:
+        self._stream = stream
+        self._lock = threading.Lock()
+
+    def send(self, kind: str, **fields: Any) -> None:
+        line = json.dumps({"protocol": PROTOCOL_VERSION, "type": kind, **fields}, separators=(",", ":"))
+        with self._lock:
+            try:
+                self._stream.write(line + "\n")
+                self._stream.flush()
+            except (BrokenPipeError, ValueError):
+                pass  # the reader is gone; the stdin watcher ends the run
+
+
+def _exit_soon(status: int) -> None:
+    """End the process after a grace period, whatever the main thread is doing."""
+
+    def watchdog() -> None:
+        time.sleep(EXIT_GRACE_S)
+        os._exit(status)
+
+    threading.Thread(target=watchdog, daemon=True).start()
+
+
+def _watch_stdin(stream: IO[str], control: RunControl, writer: _Writer) -> None:
+    """Apply control lines; on end of file cancel and make sure the process ends."""
+    for raw in stream:
+        try:
+            message = json.loads(raw)
+        except json.JSONDecodeError:
+            continue  # control lines are best effort; a garbled one must not kill a long run
+        kind = message.get("type") if isinstance(message, dict) else None
+        if kind == "stop":
+            control.stop()
+        elif kind == "cancel":
+            control.cancel()
+    control.cancel()
+    _exit_soon(3)
+
+
+def parse_request(line: str) -> tuple[str, str | None, SketchSettings, float]:
+    """Validate a request line; raises ClipassoError (code bad_request / bad_settings)."""
+    try:
+        request = json.loads(line)
+    except json.JSONDecodeError as exc:
+        raise BadRequest(f"The request is not valid JSON ({exc.msg}).") from None
+    if not isinstance(request, dict) or request.get("type") != "sketch":
+        raise BadRequest('The request must be a JSON object with "type": "sketch".')
+    if request.get("protocol") != PROTOCOL_VERSION:
+        raise BadRequest(
+            f"This engine speaks protocol {PROTOCOL_VERSION}, the request asked for {request.get('protocol')!r}."
+        )
+    image = request.get("image")
+    if not isinstance(image, str) or not image:
+        raise BadRequest('The request needs "image": the path of the image to sketch.')
+    mask = request.get("mask")
+    if mask is not None and not isinstance(mask, str):
+        raise BadRequest('"mask" must be a path or null.')
+    raw_settings = request.get("settings") or {}
+    if not isinstance(raw_settings, dict):
+        raise BadRequest('"settings" must be a JSON object.')
+    interval = request.get("preview_interval_s", 2.0)
+    if not isinstance(interval, (int, float)) or interval < 0:
+        raise BadRequest('"preview_interval_s" must be a non-negative number.')
+    return image, mask, SketchSettings.from_dict(raw_settings), float(interval)
+
+
+class BadRequest(ClipassoError):
+    code = "bad_request"
+
+
+def _progress_handler(writer: _Writer, preview_interval_s: float) -> Callable[[Progress], None]:
+    last_preview = time.monotonic()
+
+    def handle(progress: Progress) -> None:
+        nonlocal last_preview
+        writer.send(
+            "progress",
+            iteration=progress.iteration,
+            iterations=progress.iterations,
+            loss=round(progress.loss, 6),
+            best_loss=round(progress.best_loss, 6),
+            elapsed_s=round(progress.elapsed_s, 3),
+            eta_s=round(progress.eta_s, 3),
+        )
+        now = time.monotonic()
+        if preview_interval_s > 0 and now - last_preview >= preview_interval_s:
+            last_preview = now
+            strokes = [
+                [[round(float(v), 3) for v in point] for point in stroke] for stroke in progress.best_points().tolist()
+            ]
+            image_size = list(progress.image_size) if progress.image_size else None
+            writer.send("preview", iteration=progress.iteration, strokes=strokes, image_size=image_size)
+
+    return handle
+
+
+def _result_message(result: SketchResult) -> dict[str, Any]:
+    facts = result.to_dict()
+    facts["image_size"] = list(result.image_size)
+    facts["svg"] = result.to_svg()
+    return facts
+
+
+def serve_stdio(stdin: IO[str] | None = None, stdout: IO[str] | None = None) -> int:
+    """Run one request from ``stdin`` and write replies to ``stdout``. Returns the process exit status."""
+    stdin = stdin or sys.stdin
+    writer = _Writer(stdout or sys.stdout)
+    control = RunControl()
+    # SIGTERM/SIGINT: cancel like a closed pipe does, and make sure the process ends soon after.
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: (control.cancel(), _exit_soon(143)))
+
+    line = stdin.readline()
+    if not line:
+        return 3  # the parent went away before asking anything
+    try:
+        image, mask, settings, preview_interval = parse_request(line)
+    except ClipassoError as exc:
+        writer.send("error", code=exc.code, message=str(exc))
+        return 2
+    threading.Thread(target=_watch_stdin, args=(stdin, control, writer), daemon=True).start()
+
+    try:
+        resolved = settings_from_env(settings)
+        device = resolve_device(resolved.device)
+        writer.send("started", engine_version=__version__, device=str(device), settings=resolved.to_dict())
+
+        def on_status(stage: str, message: str) -> None:
+            writer.send("status", stage=stage, message=message)
+
+        result = sketch(
+            image,
+            resolved,
+            mask=mask,
+            on_progress=_progress_handler(writer, preview_interval),
+            on_status=on_status,
+            control=control,
+        )
+    except ClipassoError as exc:
+        writer.send("error", code=exc.code, message=str(exc))
+        return exc.exit_status
+    except Exception as exc:  # a bug: one line for the user, the traceback for the log
+        traceback.print_exc(file=sys.stderr)
+        writer.send(
+            "error",
+            code="internal",
+            message=f"The engine failed unexpectedly ({type(exc).__name__}: {exc}); see the engine log.",
+        )
+        return 70
+    writer.send("result", **_result_message(result))
+    return 0
