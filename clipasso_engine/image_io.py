@@ -1,0 +1,325 @@
+"""Input preparation: read a photo (and an optional object mask) and turn it into the 224² CLIP canvas.
+
+Every supported file (PNG, JPEG, WebP, GIF first frame, BMP, TIFF; grey, palette, RGBA, 16-bit, CMYK) is read
+with Pillow, rotated by its EXIF orientation and normalised to 8-bit RGB or RGBA. ``prepare_image`` then
+composites the object on white (through its alpha or a user mask), pads it to a white square with the image
+centred at the integer offset ``((side - W) // 2, (side - H) // 2)``, and resizes the square to the canvas with
+Pillow's antialiased bicubic filter. The padding is never materialised: resizing is linear and its weights sum to
+one, so ``resize(pad + D) = pad + resize(D)`` where ``D`` is zero outside the image, and only the image's own
+pixels are ever touched. This keeps a 1×80 000 strip or an 80-megapixel photo within a few hundred megabytes.
+
+Canvas point ``(x, y)`` is image point ``(x·s − ox, y·s − oy)`` with ``s = side / canvas``; pixel centres sit at
+half-integers in both frames, the same convention the resampler uses, so the mapping is exact.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from .config import CANVAS
+from .errors import ClipassoError, InputImageError, MaskError
+
+#: Largest image (width × height) we decode: Pillow's own default ``MAX_IMAGE_PIXELS`` (89 478 485 pixels, a
+#: 256 MiB 24-bit image, e.g. 9459 × 9459). Anything larger is refused as a possible decompression bomb before
+#: its pixel data is read.
+MAX_PIXELS = 89_478_485
+
+#: Pillow formats we open. A fixed list keeps Pillow from handing an arbitrary file to a rarely used decoder
+#: (EPS even starts Ghostscript). MPO is how Pillow names many camera JPEGs.
+FORMATS = ("PNG", "JPEG", "MPO", "WEBP", "GIF", "BMP", "DIB", "TIFF")
+
+# The resampler holds about this many float32 values per chunk (64 MiB).
+_CHUNK_VALUES = 1 << 24
+
+
+def load_image(path: str | os.PathLike[str]) -> Image.Image:
+    """Read an image file as 8-bit ``RGB``, or ``RGBA`` when its alpha is not fully opaque.
+
+    EXIF orientation is applied, only the first frame is kept, and the pixels are fully decoded here, so a
+    truncated or damaged file fails now with an ``InputImageError`` rather than later.
+    """
+    return _to_rgb_or_rgba(_read(path, InputImageError, "image"))
+
+
+def load_mask(path: str | os.PathLike[str], image_size: tuple[int, int]) -> Image.Image:
+    """Read an object mask as mode ``L`` (white = object).
+
+    A mask with a non-opaque alpha channel is its alpha; otherwise it is its luminance. Its size (after its own
+    EXIF orientation) must equal ``image_size`` (W, H) of the oriented image, else ``MaskError``.
+    """
+    mask = _to_mask(_read(path, MaskError, "mask"))
+    if mask.size != tuple(image_size):
+        raise MaskError(
+            f"{_name(path)} is {mask.width}×{mask.height} pixels but the image is {image_size[0]}×{image_size[1]}; "
+            "make the mask exactly the image's size (after EXIF rotation)."
+        )
+    return mask
+
+
+@dataclass(frozen=True, eq=False)
+class PreparedImage:
+    """The CLIP-ready target and the geometry that maps canvas strokes back onto the photo.
+
+    ``image``: (3, canvas, canvas) float32 in [0, 1], the object composited on white, padded, resized.
+    ``mask``: (canvas, canvas) float32 in [0, 1], 1 = object, or None when the input had no mask.
+    ``image_size``: (W, H) of the input after EXIF orientation. ``canvas``: side of the square canvas.
+    """
+
+    image: torch.Tensor
+    mask: torch.Tensor | None
+    image_size: tuple[int, int]
+    canvas: int = CANVAS
+
+    @property
+    def square_side(self) -> int:
+        """Side of the white square the image is centred in: max(W, H)."""
+        return max(self.image_size)
+
+    @property
+    def scale(self) -> float:
+        """Image pixels per canvas pixel."""
+        return self.square_side / self.canvas
+
+    @property
+    def offset(self) -> tuple[int, int]:
+        """(ox, oy): the image's top-left corner inside the padded square, in image pixels."""
+        side = self.square_side
+        return (side - self.image_size[0]) // 2, (side - self.image_size[1]) // 2
+
+    def canvas_to_image(self, points: torch.Tensor) -> torch.Tensor:
+        """(..., 2) canvas (x, y) in pixels -> image pixels: (x·s − ox, y·s − oy). Keeps device and dtype."""
+        return points * self.scale - self._offset_like(points)
+
+    def image_to_canvas(self, points: torch.Tensor) -> torch.Tensor:
+        """Inverse of ``canvas_to_image``."""
+        return (points + self._offset_like(points)) / self.scale
+
+    def _offset_like(self, points: torch.Tensor) -> torch.Tensor:
+        dtype = points.dtype if points.is_floating_point() else torch.get_default_dtype()
+        return torch.tensor(self.offset, dtype=dtype, device=points.device)
+
+
+def prepare_image(
+    image: str | os.PathLike[str] | Image.Image,
+    mask: str | os.PathLike[str] | None = None,
+    canvas: int = CANVAS,
+) -> PreparedImage:
+    """Read (or take) a photo and an optional mask file and build the ``PreparedImage`` for the optimiser.
+
+    Without ``mask``, a non-opaque alpha channel is the mask. A mask (or alpha) that selects nothing is an error,
+    since the target would be a blank page.
+    """
+    name = image if not isinstance(image, Image.Image) else "The image"
+    pil = load_image(image) if not isinstance(image, Image.Image) else _to_rgb_or_rgba(ImageOps.exif_transpose(image))
+    width, height = pil.size
+    rgba = np.asarray(pil.convert("RGBA"))
+    alpha = rgba[..., 3] if pil.mode == "RGBA" else None
+    if alpha is not None and not alpha.any():
+        raise InputImageError(f"{_name(name)} is fully transparent; give an image with a visible object.")
+    user_mask = None if mask is None else np.asarray(load_mask(mask, (width, height)))
+    if user_mask is not None and not user_mask.any():
+        raise MaskError(f"{_name(mask)} is entirely black, so it selects nothing; paint the object white.")
+    object_mask = user_mask if user_mask is not None else alpha
+
+    def deviation(rows: slice, cols: slice) -> np.ndarray:
+        # Channels: R, G, B minus their white padding, and the mask minus its black padding.
+        rgb = rgba[rows, cols, :3].astype(np.float32) / 255.0
+        weight = np.ones(rgb.shape[:2], np.float32)
+        if alpha is not None:
+            weight *= alpha[rows, cols] / np.float32(255.0)
+        if user_mask is not None:
+            weight *= user_mask[rows, cols] / np.float32(255.0)
+        planes = [weight[..., None] * (rgb - 1.0)]
+        if object_mask is not None:
+            planes.append(object_mask[rows, cols, None].astype(np.float32) / 255.0)
+        return np.concatenate(planes, axis=-1)
+
+    channels = 3 if object_mask is None else 4
+    resized = _resize_padded(deviation, width, height, channels, canvas)
+    resized[..., :3] += 1.0  # add the white padding back
+    resized.clamp_(0.0, 1.0)  # bicubic overshoots at sharp edges
+    out_image = resized[..., :3].permute(2, 0, 1).contiguous()
+    out_mask = resized[..., 3].contiguous() if object_mask is not None else None
+    return PreparedImage(image=out_image, mask=out_mask, image_size=(width, height), canvas=canvas)
+
+
+# --- reading -------------------------------------------------------------------------------------------------
+
+
+def _name(path: object) -> str:
+    return os.fspath(path) if isinstance(path, (str, os.PathLike)) else str(path)
+
+
+def _read(path: str | os.PathLike[str], error: type[ClipassoError], what: str) -> Image.Image:
+    """Open, bomb-check, fully decode and EXIF-rotate the first frame; every failure is one ``error`` sentence."""
+    name = _name(path)
+    if os.path.isdir(path):
+        raise error(f"{name} is a folder, not an {what} file; give the path of the {what} itself.")
+    if not os.path.exists(path):
+        raise error(f"{name} does not exist; check the {what} path.")
+    if os.path.getsize(path) == 0:
+        raise error(f"{name} is empty (0 bytes); give a valid {what} file.")
+    try:
+        # Pillow warns, then errors, past its own MAX_IMAGE_PIXELS; both must become our one-sentence error.
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path, formats=FORMATS) as opened:
+                _check_pixels(name, opened.size, error)
+                opened.load()
+                return ImageOps.exif_transpose(opened)
+    except ClipassoError:
+        raise
+    except (Image.DecompressionBombWarning, Image.DecompressionBombError) as exc:
+        raise error(f"{name} is refused as a possible decompression bomb ({exc}); scale it down first.") from exc
+    except UnidentifiedImageError as exc:
+        raise error(f"{name} is not an image that can be read; save it as PNG, JPEG, WebP, GIF, BMP or TIFF.") from exc
+    except PermissionError as exc:
+        raise error(f"{name} cannot be read (permission denied); check the file's permissions.") from exc
+    except MemoryError as exc:
+        raise error(f"{name} is too large to decode in the available memory; scale it down first.") from exc
+    # Pillow's decoders raise many types on damaged data (OSError, SyntaxError, ValueError, struct.error, ...);
+    # all of them mean the same thing to the user.
+    except Exception as exc:
+        detail = str(exc) or type(exc).__name__
+        if "truncated" in detail.lower() or isinstance(exc, EOFError):
+            raise error(
+                f"{name} is truncated (the file ends before the image data does); re-export or re-download it."
+            ) from exc
+        raise error(f"{name} is damaged and cannot be decoded ({detail}); re-export or re-download it.") from exc
+
+
+def _check_pixels(name: str, size: tuple[int, int], error: type[ClipassoError]) -> None:
+    width, height = size
+    if width * height > MAX_PIXELS:
+        raise error(
+            f"{name} claims {width}×{height} pixels, more than the {MAX_PIXELS:,}-pixel limit that guards against "
+            "decompression bombs; scale it down first."
+        )
+    if width < 1 or height < 1:
+        raise error(f"{name} has no pixels ({width}×{height}); give a non-empty image.")
+
+
+def _high_bit_to_l(image: Image.Image) -> Image.Image:
+    """16/32-bit integer and float grey to 8-bit ``L`` by scaling (Pillow's own convert clips instead)."""
+    values = np.asarray(image).astype(np.float64)
+    # I;16* is 0..65535; Pillow also gives 16-bit PNG/PGM data as mode I; float images are taken as 0..1.
+    full_scale = 1.0 if image.mode == "F" else 65535.0
+    return Image.fromarray(np.clip(np.rint(values * (255.0 / full_scale)), 0, 255).astype(np.uint8), "L")
+
+
+def _to_rgb_or_rgba(image: Image.Image) -> Image.Image:
+    """8-bit RGB, or RGBA when there is an alpha channel (palette transparency included) that is not opaque."""
+    if image.mode.startswith("I") or image.mode == "F":
+        image = _high_bit_to_l(image)
+    has_alpha = image.mode in ("RGBA", "RGBa", "LA", "La", "PA") or (
+        image.mode in ("P", "L", "RGB") and "transparency" in image.info
+    )
+    if not has_alpha:
+        # CMYK, YCbCr, LAB, HSV, RGBX, 1, L and opaque P all have a defined RGB conversion in Pillow.
+        return image.convert("RGB")
+    rgba = image.convert("RGBA")  # un-premultiplies La/RGBa, expands palette transparency
+    opaque = bool(np.asarray(rgba.getchannel("A")).min() == 255)
+    return rgba.convert("RGB") if opaque else rgba
+
+
+def _to_mask(image: Image.Image) -> Image.Image:
+    """A mask file as ``L``: its alpha when that is not fully opaque, else its luminance."""
+    if image.mode.startswith("I") or image.mode == "F":
+        return _high_bit_to_l(image)
+    rgb_or_rgba = _to_rgb_or_rgba(image)
+    if rgb_or_rgba.mode == "RGBA":
+        return rgb_or_rgba.getchannel("A")
+    return rgb_or_rgba.convert("L")
+
+
+# --- resampling --------------------------------------------------------------------------------------------
+
+
+def _bicubic(x: np.ndarray) -> np.ndarray:
+    """Pillow's bicubic kernel (a = -0.5)."""
+    a = -0.5
+    x = np.abs(x)
+    near = ((a + 2.0) * x - (a + 3.0)) * x * x + 1.0
+    far = (((x - 5.0) * x + 8.0) * x - 4.0) * a
+    return np.where(x < 1.0, near, np.where(x < 2.0, far, 0.0))
+
+
+def _taps(out_size: int, side: int, offset: int, length: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Gather indices and weights, each (out_size, K), resizing a padded axis of ``side`` pixels to ``out_size``.
+
+    Same windows and normalisation as Pillow's antialiased resampler (weights normalised over the padded
+    square), expressed in the coordinates of the image, which covers ``[offset, offset + length)`` of the square.
+    Taps that fall on padding get weight 0.
+    """
+    scale = side / out_size
+    filter_scale = max(scale, 1.0)
+    support = 2.0 * filter_scale
+    centre = (np.arange(out_size) + 0.5) * scale
+    first = np.maximum(np.floor(centre - support + 0.5), 0).astype(np.int64)
+    stop = np.minimum(np.floor(centre + support + 0.5), side).astype(np.int64)
+    taps = int((stop - first).max())
+    pos = first[:, None] + np.arange(taps)[None, :]
+    weight = _bicubic((pos - centre[:, None] + 0.5) / filter_scale) * (pos < stop[:, None])
+    weight /= weight.sum(axis=1, keepdims=True)
+    local = pos - offset
+    weight *= (local >= 0) & (local < length)
+    index = np.clip(local, 0, length - 1)
+    return torch.from_numpy(index), torch.from_numpy(weight.astype(np.float32))
+
+
+def _gather_axis0(values: torch.Tensor, index: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """(n, m, c) -> (out, m, c): each output row is a weighted sum of the input rows in its window."""
+    out = torch.empty(index.shape[0], *values.shape[1:], dtype=values.dtype)
+    per_row = max(1, index.shape[1] * values.shape[1] * values.shape[2])
+    step = max(1, _CHUNK_VALUES // per_row)
+    for start in range(0, index.shape[0], step):
+        rows = slice(start, start + step)
+        out[rows] = torch.einsum("ok,okmc->omc", weight[rows], values[index[rows]])
+    return out
+
+
+def _resize_padded(
+    deviation: Callable[[slice, slice], np.ndarray], width: int, height: int, channels: int, canvas: int
+) -> torch.Tensor:
+    """Resize the (H, W, C) ``deviation`` image, centred in its zero-padded square, to (canvas, canvas, C).
+
+    ``deviation(rows, cols)`` yields a float32 block on demand, so the full image is never held as floats. The
+    long axis is reduced first, in chunks of columns (or rows), which bounds the intermediate to canvas × short.
+    """
+    side = max(width, height)
+    x_index, x_weight = _taps(canvas, side, (side - width) // 2, width)
+    y_index, y_weight = _taps(canvas, side, (side - height) // 2, height)
+    tall = height >= width
+    long_len, short_len = (height, width) if tall else (width, height)
+    long_index, long_weight = (y_index, y_weight) if tall else (x_index, x_weight)
+    short_index, short_weight = (x_index, x_weight) if tall else (y_index, y_weight)
+
+    # Pass 1: reduce the long axis, a band of short-axis lines at a time. Layout (long, short, C).
+    band = max(1, _CHUNK_VALUES // (channels * (long_len + canvas * long_index.shape[1])))
+    first = torch.empty(canvas, short_len, channels)
+    for start in range(0, short_len, band):
+        lines = slice(start, start + band)
+        block = deviation(slice(None), lines) if tall else deviation(lines, slice(None)).transpose(1, 0, 2)
+        first[:, lines] = _gather_axis0(torch.from_numpy(np.ascontiguousarray(block)), long_index, long_weight)
+
+    # Pass 2: reduce the short axis. (canvas_long, short, C) -> (canvas_short, canvas_long, C).
+    second = _gather_axis0(first.transpose(0, 1), short_index, short_weight)
+    # second is indexed [short-axis out, long-axis out]; the result is [y, x].
+    return second.transpose(0, 1).contiguous() if tall else second.contiguous()
+
+
+__all__ = [
+    "FORMATS",
+    "MAX_PIXELS",
+    "PreparedImage",
+    "load_image",
+    "load_mask",
+    "prepare_image",
+]
