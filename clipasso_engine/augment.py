@@ -79,31 +79,40 @@ def draw_augmentations(
     distortion: float = 0.5,
     crop: int = 200,
 ) -> AugmentationPlan:
-    """Draw every augmentation of a run at once (CPU, float64 solve, stored as float32)."""
+    """Draw every augmentation of a run at once (CPU generator seeded by ``seed``; stored as float32)."""
     count = steps * per_step
     if count == 0:
         return AugmentationPlan(torch.zeros(steps, 0, 3, 3), size)
     generator = torch.Generator().manual_seed(seed)
+    corners = _perspective_corners(generator, count, size, distortion)
+    top = torch.randint(0, size - crop + 1, (count,), generator=generator)
+    left = torch.randint(0, size - crop + 1, (count,), generator=generator)
+    matrices = augmentation_homographies(corners, top, left, size=size, crop=crop)
+    return AugmentationPlan(matrices.to(torch.float32).reshape(steps, per_step, 3, 3), size)
+
+
+def augmentation_homographies(corners: Tensor, top: Tensor, left: Tensor, *, size: int, crop: int) -> Tensor:
+    """Inverse warps (K, 3, 3), float64, for K augmentations given their parameters.
+
+    corners: (K, 4, 2) where the image corners (top-left, top-right, bottom-right, bottom-left, integer pixel grid)
+    land under RandomPerspective; top, left: (K,) crop offsets in pixels of a ``crop``-sized crop that is then
+    resized back to ``size``.
+    """
+    count = corners.shape[0]
     last = float(size - 1)
     start = torch.tensor([[0.0, 0.0], [last, 0.0], [last, last], [0.0, last]], dtype=torch.float64)
-    end = _perspective_corners(generator, count, size, distortion)
-    # torchvision's perspective samples the input at H(output) where H maps end points to start points, with
-    # points on the integer pixel grid; our grid uses pixel centres, hence the ±0.5 shifts below.
-    perspective = _solve_homographies(end, start.expand(count, 4, 2))
-    top = torch.randint(0, size - crop + 1, (count,), generator=generator).to(torch.float64)
-    left = torch.randint(0, size - crop + 1, (count,), generator=generator).to(torch.float64)
-    # Output pixel centre p (0..size) -> crop pixel centre: left + p·crop/size; then to the integer grid (-0.5).
+    # torchvision's perspective samples the input at H(output), H mapping end points to start points, and applies
+    # H to pixel-centre coordinates: the same convention as our grids, so no half-pixel shifts are needed.
+    perspective = _solve_homographies(corners.to(torch.float64), start.expand(count, 4, 2))
+    # Output pixel centre p -> pixel centre (left, top) + p·crop/size of the crop (bilinear resize, no antialias).
     scale = crop / size
     crop_map = torch.zeros(count, 3, 3, dtype=torch.float64)
     crop_map[:, 0, 0] = scale
     crop_map[:, 1, 1] = scale
-    crop_map[:, 0, 2] = left - 0.5
-    crop_map[:, 1, 2] = top - 0.5
+    crop_map[:, 0, 2] = left.to(torch.float64)
+    crop_map[:, 1, 2] = top.to(torch.float64)
     crop_map[:, 2, 2] = 1.0
-    to_centres = torch.eye(3, dtype=torch.float64)
-    to_centres[0, 2] = to_centres[1, 2] = 0.5
-    full = to_centres @ perspective @ crop_map
-    return AugmentationPlan(full.to(torch.float32).reshape(steps, per_step, 3, 3), size)
+    return perspective @ crop_map
 
 
 def homography_grids(homographies: Tensor, size: int) -> Tensor:

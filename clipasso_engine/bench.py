@@ -1,0 +1,230 @@
+"""``clipasso bench``: seconds per iteration of each preset against the floor, with a breakdown.
+
+Uses the full-size default architectures with random weights (cost does not depend on the weight values; the output
+says so). The floor is what no implementation of the method can avoid per iteration: the bare loss network's
+forward + backward on the sketch batch plus its forward on the augmented target batch, measured in the same run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import logging
+import resource
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+import torch
+
+from .augment import apply_augmentations, draw_augmentations
+from .config import CANVAS, PRESETS, SketchSettings, preset_settings
+from .models import LossNetwork, clip_normalize, resolve_device
+from .optimize import autocast_context, optimise_strokes, sketch_images
+from .render import render
+from .saliency import clip_attention_map, sampling_probabilities, xdog
+from .strokes import initial_strokes
+
+
+def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or mps (default auto)")
+    parser.add_argument("--presets", default=",".join(PRESETS), help="comma-separated presets (default: all)")
+    parser.add_argument("--strokes", type=int, default=16, help="strokes per sketch (default 16)")
+    parser.add_argument("--measure", type=int, default=0, help="iterations timed per preset (default: 3 CPU, 50 GPU)")
+    parser.add_argument("--repeats", type=int, default=3, help="repeats of each breakdown timing (median)")
+    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: torch's choice)")
+    parser.add_argument("--json", help="also write the figures to this JSON file")
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    elif device.type == "mps":
+        torch.mps.synchronize()
+
+
+def _median_time(fn: Callable[[], object], device: torch.device, repeats: int) -> float:
+    fn()  # warm-up: kernels, caches, allocator
+    _sync(device)
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        _sync(device)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def _random_network(arch: str, device: torch.device, layers: tuple[str, ...]) -> LossNetwork:
+    import open_clip
+
+    # open_clip logs a warning for a model without pretrained weights: expected here, so keep stderr clean.
+    logging.getLogger().setLevel(logging.ERROR)
+    visual = open_clip.create_model(arch, pretrained=None).visual
+    return LossNetwork(visual.to(device).eval().requires_grad_(False), layers)
+
+
+def _peak_memory_mb(device: torch.device) -> tuple[float, str]:
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20, "CUDA max_memory_allocated"
+    if device.type == "mps":
+        return torch.mps.driver_allocated_memory() / 2**20, "MPS driver_allocated_memory"
+    # ru_maxrss is KiB on Linux, bytes on macOS; it is the whole process's peak, models included.
+    scale = 1 if sys.platform == "darwin" else 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale / 2**20, "process peak RSS"
+
+
+def bench_preset(
+    name: str,
+    settings: SketchSettings,
+    network: LossNetwork,
+    saliency_visual: torch.nn.Module,
+    device: torch.device,
+    measure: int,
+    repeats: int,
+) -> dict[str, Any]:
+    seeds, augs = settings.seeds, settings.augmentations
+    autocast = autocast_context(device, settings.precision)
+    target = torch.rand(3, CANVAS, CANVAS, device=device)
+    plan = draw_augmentations(0, max(measure, 1) + 1, augs, size=CANVAS).to(device)
+    grids = plan.grids(0)
+    width = 3.0
+
+    # Saliency and initialisation (once per sketch).
+    def saliency_and_init() -> None:
+        normalised = clip_normalize(target.unsqueeze(0))
+        attention = clip_attention_map(saliency_visual, normalised)
+        probabilities = sampling_probabilities(attention, xdog(normalised[0]), None, settings.softmax_temperature)
+        for seed in settings.run_seeds:
+            initial_strokes(probabilities, settings.strokes, seed, device=device)
+
+    points = torch.stack(
+        [
+            initial_strokes(torch.ones(CANVAS, CANVAS, device=device) / CANVAS**2, settings.strokes, s, device=device)
+            for s in settings.run_seeds
+        ]
+    )
+
+    def render_step() -> None:
+        p = points.clone().requires_grad_(True)
+        render(p, (CANVAS, CANVAS), width=width).sum().backward()
+
+    sketches = sketch_images(points, width).contiguous()
+
+    def augmentation_step() -> None:
+        if augs:
+            apply_augmentations(sketches, grids)
+            apply_augmentations(target.unsqueeze(0), grids)
+
+    batch = torch.rand(seeds * (1 + augs), 3, CANVAS, CANVAS, device=device)
+    target_batch = torch.rand(max(augs, 1), 3, CANVAS, CANVAS, device=device)
+
+    def network_forward_backward() -> None:
+        x = batch.clone().requires_grad_(True)
+        with autocast:
+            features = network(clip_normalize(x))
+        sum(v.float().sum() for v in features.values()).backward()  # type: ignore[union-attr]
+
+    def target_forward() -> None:
+        with torch.no_grad(), autocast:
+            network(clip_normalize(target_batch[:augs] if augs else target_batch))
+
+    breakdown = {
+        "saliency_and_init_s": _median_time(saliency_and_init, device, 1),
+        "render_s": _median_time(render_step, device, repeats),
+        "augmentation_s": _median_time(augmentation_step, device, repeats),
+        "network_forward_backward_s": _median_time(network_forward_backward, device, repeats),
+        "target_features_s": _median_time(target_forward, device, repeats) if augs else 0.0,
+    }
+    floor = breakdown["network_forward_backward_s"] + breakdown["target_features_s"]
+
+    # The real loop, end to end (warm-up iteration excluded).
+    run = settings.replace(iterations=1, early_stop_delta=0.0)
+    optimise_strokes(points, target, network, run, plan, width=width)
+    _sync(device)
+    start = time.perf_counter()
+    optimise_strokes(
+        points, target, network, settings.replace(iterations=measure, early_stop_delta=0.0), plan, width=width
+    )
+    _sync(device)
+    per_iteration = (time.perf_counter() - start) / measure
+    peak, peak_kind = _peak_memory_mb(device)
+    return {
+        "s_per_iteration": per_iteration,
+        "floor_s_per_iteration": floor,
+        "ratio_to_floor": per_iteration / floor,
+        "iterations": settings.iterations,
+        "seeds": seeds,
+        "augmentations": augs,
+        "strokes": settings.strokes,
+        "sketch_wall_s": breakdown["saliency_and_init_s"] + per_iteration * settings.iterations,
+        "sketch_wall_extrapolated": True,
+        "iterations_measured": measure,
+        "peak_memory_mb": peak,
+        "peak_memory_kind": peak_kind,
+        "breakdown": breakdown,
+    }
+
+
+def run_bench(args: argparse.Namespace) -> int:
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = resolve_device(args.device)
+    measure = args.measure or (3 if device.type == "cpu" else 50)
+    names = [n.strip() for n in args.presets.split(",") if n.strip()]
+    defaults = SketchSettings()
+    network = _random_network(defaults.loss_model, device, defaults.geometric_layers)
+    import open_clip
+
+    saliency_visual = open_clip.create_model(defaults.saliency_model, pretrained=None).visual.to(device).eval()
+    report: dict[str, Any] = {
+        "device": str(device),
+        "device_name": torch.cuda.get_device_name(device)
+        if device.type == "cuda"
+        else f"CPU, {torch.get_num_threads()} threads",
+        "torch": torch.__version__,
+        "weights": "random (full-size architectures; timing does not depend on weight values)",
+        "loss_model": defaults.loss_model,
+        "saliency_model": defaults.saliency_model,
+        "extrapolated": ["sketch_wall_s: saliency/init + s_per_iteration × iterations"],
+        "presets": {},
+    }
+    print(
+        f"clipasso bench on {report['device_name']} ({report['device']}), torch {torch.__version__}; "
+        f"{report['weights']}"
+    )
+    for name in names:
+        settings = preset_settings(name).replace(strokes=args.strokes)
+        if device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(device)
+        with contextlib.suppress(KeyboardInterrupt):
+            report["presets"][name] = bench_preset(
+                name, settings, network, saliency_visual, device, measure, args.repeats
+            )
+    print(format_table(report))
+    if args.json:
+        from .svg import write_atomic
+
+        write_atomic(args.json, json.dumps(report, indent=2) + "\n")
+    return 0
+
+
+def format_table(report: dict[str, Any]) -> str:
+    head = (
+        "| preset | seeds×(1+augs) | s/iter | floor s/iter | ×floor | sketch wall (extrap.) | peak MB "
+        "| render | augment | net fwd+bwd | target fwd | saliency+init |"
+    )
+    lines = [head, "|" + "---|" * 12]
+    for name, r in report["presets"].items():
+        b = r["breakdown"]
+        lines.append(
+            f"| {name} | {r['seeds']}×(1+{r['augmentations']}) | {r['s_per_iteration']:.3f} | "
+            f"{r['floor_s_per_iteration']:.3f} | {r['ratio_to_floor']:.2f} | {r['sketch_wall_s']:.0f} s "
+            f"({r['iterations']} it) | {r['peak_memory_mb']:.0f} | {b['render_s'] * 1e3:.1f} ms | "
+            f"{b['augmentation_s'] * 1e3:.1f} ms | {b['network_forward_backward_s']:.3f} s | "
+            f"{b['target_features_s']:.3f} s | {b['saliency_and_init_s']:.2f} s |"
+        )
+    return "\n".join(lines)
