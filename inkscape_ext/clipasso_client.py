@@ -6,6 +6,7 @@ file, because any byte on our stderr opens a dialog in Inkscape.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -23,7 +24,9 @@ CONFIG_FILE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "clipasso
 #: Variables that would make the engine's Python load Inkscape's modules instead of its own.
 _DROPPED_ENV = ("PYTHONPATH", "PYTHONHOME", "PYTHONSTARTUP", "PYTHONEXECUTABLE", "__PYVENV_LAUNCHER__")
 
-NOT_INSTALLED = "The CLIPasso engine is not installed; run `python3 install.py` from the CLIPasso folder, then try again."
+NOT_INSTALLED = (
+    "The CLIPasso engine is not installed; run `python3 install.py` from the CLIPasso folder, then try again."
+)
 
 
 class Cancelled(Exception):
@@ -113,10 +116,8 @@ class EngineRun:
 
     def kill(self) -> None:
         """Kill the engine's whole process group and reap it (Cancel, or any failure on our side)."""
-        try:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self.proc.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
         self.proc.wait()
         self._close_pipes()
 
@@ -131,10 +132,8 @@ class EngineRun:
     def _close_pipes(self) -> None:
         for pipe in (self.proc.stdin, self.proc.stdout):
             if pipe is not None:
-                try:
+                with contextlib.suppress(OSError):
                     pipe.close()
-                except OSError:
-                    pass
 
     def outcome(self, message: dict[str, Any] | None) -> dict[str, Any]:
         """The final message turned into a result, ``Cancelled``, or an ``AbortExtension`` naming the fix."""

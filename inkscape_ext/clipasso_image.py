@@ -184,9 +184,7 @@ def placement(svg: inkex.SvgDocumentElement, img: inkex.BaseElement, image_size:
     slice_ = len(tokens) > 1 and tokens[1] == "slice"
     if align == "none":
         sx, sy = w / pw, h / ph
-        return Placement(
-            _scale_then_move(sx, sy, x, y), (x, y, w, h), False, (abs(sx * sy)) ** 0.5
-        )
+        return Placement(_scale_then_move(sx, sy, x, y), (x, y, w, h), False, (abs(sx * sy)) ** 0.5)
     fractions = {"Min": 0.0, "Mid": 0.5, "Max": 1.0}
     try:
         ax, ay = fractions[align[1:4]], fractions[align[5:8]]

@@ -14,7 +14,6 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import inkex
-
 from clipasso_client import Cancelled, EngineRun
 
 Gtk: Any = None

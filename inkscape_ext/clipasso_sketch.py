@@ -62,7 +62,7 @@ class Sketch(inkex.EffectExtension):
             raise inkex.AbortExtension(
                 f"CLIPasso Sketch failed unexpectedly ({type(err).__name__}: {err}); details are in {log}."
             ) from err
-        for img, result in zip(images, results):
+        for img, result in zip(images, results, strict=False):
             self.insert(img, result)
         return True
 
@@ -109,7 +109,9 @@ class Sketch(inkex.EffectExtension):
                 return EngineRun(python, request, log_file)
 
             if window:
-                return clipasso_progress.run_with_window(list(zip(labels, files)), start, self.options.color, log)
+                return clipasso_progress.run_with_window(
+                    list(zip(labels, files, strict=True)), start, self.options.color, log
+                )
             return [run_headless(start(i)) for i in range(len(files))]
 
     def insert(self, img: inkex.Image, result: dict[str, Any]) -> None:

@@ -6,13 +6,15 @@ file of protocol messages, written out in order, plus directives:
 ``{"fake": "hold"}`` (send progress every 0.05 s until stop/cancel/EOF), ``{"fake": "sleep", "s": 0.2}``,
 ``{"fake": "exit", "status": 3}`` (crash), ``{"fake": "stderr", "text": "..."}``, ``{"fake": "spawn_child"}``
 (start a sleeping grandchild, to prove Cancel kills the whole group). ``FAKE_ENGINE_PIDS`` collects the pids
-of every process started, ``FAKE_ENGINE_REQUESTS`` every request line received.
+of every process started, ``FAKE_ENGINE_REQUESTS`` every request line received, ``FAKE_ENGINE_ENVIRONMENTS``
+the ``PYTHON*`` and ``CLIPASSO_*`` variables each run was given.
 Like the real engine: ``stop`` returns the best strokes so far, ``cancel`` answers error ``cancelled``, and end
 of stdin ends the run silently.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -37,16 +39,18 @@ def record(env: str, line: str) -> None:
 
 def read_control() -> None:
     for line in sys.stdin:
-        try:
+        with contextlib.suppress(ValueError):
             control.append(json.loads(line).get("type", ""))
-        except ValueError:
-            pass
     control.append("eof")
 
 
 def main() -> int:
     record("FAKE_ENGINE_PIDS", str(os.getpid()))
     record("FAKE_ENGINE_REQUESTS", sys.stdin.readline())
+    record(
+        "FAKE_ENGINE_ENVIRONMENTS",
+        json.dumps({k: v for k, v in os.environ.items() if k.startswith(("PYTHON", "CLIPASSO_"))}),
+    )
     threading.Thread(target=read_control, daemon=True).start()
     with open(os.environ["FAKE_ENGINE_REPLY"], encoding="utf-8") as f:
         script = [json.loads(line) for line in f if line.strip()]

@@ -46,7 +46,9 @@ def main() -> None:
     jpg = "data:image/jpeg;base64," + base64.b64encode(encoded("JPEG")).decode()
     layer = '<g id="layer1" inkscape:groupmode="layer" inkscape:label="Layer 1"{t}>{body}</g>'
     docs = {
-        "plain": layer.format(t="", body=f'<image id="photo" x="10" y="20" width="128" height="96" xlink:href="{png}"/>'),
+        "plain": layer.format(
+            t="", body=f'<image id="photo" x="10" y="20" width="128" height="96" xlink:href="{png}"/>'
+        ),
         "rotated": layer.format(
             t=' transform="translate(50,20)"',
             body=f'<image id="photo" x="10" y="0" width="64" height="48" transform="rotate(30) scale(1.5)" '
@@ -103,12 +105,28 @@ def main() -> None:
     common = {"width": 0.857, "image_size": [W, H]}
     started = {"type": "started", "engine_version": "0.1.0", "device": "cpu", "settings": settings}
     result = {
-        "type": "result", "strokes": strokes, **common, "seed": 0, "loss": 0.7712, "iterations_run": 300,
-        "stopped_early": False, "engine_version": "0.1.0", "device": "cpu", "settings": settings, "svg": "<svg/>",
+        "type": "result",
+        "strokes": strokes,
+        **common,
+        "seed": 0,
+        "loss": 0.7712,
+        "iterations_run": 300,
+        "stopped_early": False,
+        "engine_version": "0.1.0",
+        "device": "cpu",
+        "settings": settings,
+        "svg": "<svg/>",
     }
     preview = {"type": "preview", "iteration": 10, "strokes": strokes[:2], **common}
-    progress = {"type": "progress", "iteration": 150, "iterations": 300, "loss": 0.8, "best_loss": 0.8,
-                "elapsed_s": 1.0, "eta_s": 1.0}
+    progress = {
+        "type": "progress",
+        "iteration": 150,
+        "iterations": 300,
+        "loss": 0.8,
+        "best_loss": 0.8,
+        "elapsed_s": 1.0,
+        "eta_s": 1.0,
+    }
     status = {"type": "status", "stage": "optimising", "message": "Optimising."}
     replies = {
         "basic": [started, status, progress, preview, {"type": "future_kind", "x": 1}, result],
