@@ -1,0 +1,62 @@
+"""Saliency-guided initialisation, part 2: the initial strokes (spec §3, steps 5-6).
+
+Each stroke starts at a pixel drawn from the saliency probabilities without replacement; its further control
+points follow a random walk. Coordinates are pixels of the canvas: pixel (row i, column j) is the point
+(x, y) = (j + 0.5, i + 0.5).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from .config import CANVAS
+
+
+def sample_start_points(probabilities: Tensor, count: int, generator: torch.Generator) -> Tensor:
+    """``count`` distinct pixel centres drawn from ``probabilities`` (H, W) without replacement; (count, 2) (x, y).
+
+    When fewer than ``count`` pixels have a positive probability, all of them are taken and the rest are drawn
+    uniformly, again without replacement, from the zero-probability pixels: no pixel ever repeats.
+    ``generator`` lives on the CPU, where the drawing happens, so a seed gives the same points on every device.
+    """
+    height, width = probabilities.shape
+    if not 0 < count <= height * width:
+        raise ValueError(f"count must be between 1 and {height * width}, got {count}")
+    flat = probabilities.detach().to("cpu", torch.float64).flatten().clamp_min(0)
+    positive = int((flat > 0).sum())
+    picked = (
+        torch.multinomial(flat, min(count, positive), replacement=False, generator=generator)
+        if positive
+        else (torch.empty(0, dtype=torch.long))
+    )
+    if count > positive:
+        rest = torch.multinomial((flat == 0).double(), count - positive, replacement=False, generator=generator)
+        picked = torch.cat([picked, rest])
+    rows, cols = picked // width, picked % width
+    return torch.stack([cols, rows], dim=1).to(torch.float32) + 0.5
+
+
+def initial_strokes(
+    probabilities: Tensor,
+    count: int,
+    seed: int,
+    *,
+    step: float = 0.025,
+    canvas: int = CANVAS,
+    control_points: int = 4,
+    device: torch.device | None = None,
+) -> Tensor:
+    """Initial control points, shape (count, control_points, 2), (x, y) pixels, float32, on ``device``.
+
+    Start points from ``sample_start_points``; each further point is the previous one plus U(-step, step)·canvas
+    per axis. Deterministic per ``seed`` on any device (a CPU generator draws everything).
+    """
+    if control_points < 1:
+        raise ValueError(f"control_points must be at least 1, got {control_points}")
+    generator = torch.Generator().manual_seed(seed)
+    points = [sample_start_points(probabilities, count, generator)]
+    for _ in range(control_points - 1):
+        move = (torch.rand(count, 2, generator=generator) * 2 - 1) * (step * canvas)
+        points.append(points[-1] + move)
+    return torch.stack(points, dim=1).to(device or probabilities.device)
