@@ -32,8 +32,8 @@ from .errors import ClipassoError, InputImageError, MaskError
 MAX_PIXELS = 89_478_485
 
 #: Pillow formats we open. A fixed list keeps Pillow from handing an arbitrary file to a rarely used decoder
-#: (EPS even starts Ghostscript). MPO is how Pillow names many camera JPEGs.
-FORMATS = ("PNG", "JPEG", "MPO", "WEBP", "GIF", "BMP", "DIB", "TIFF")
+#: (EPS even starts Ghostscript). Camera JPEGs that Pillow calls MPO come through its JPEG opener.
+FORMATS = ("PNG", "JPEG", "WEBP", "GIF", "BMP", "TIFF")
 
 # The resampler holds about this many float32 values per chunk (64 MiB).
 _CHUNK_VALUES = 1 << 24
@@ -177,7 +177,10 @@ def _read(path: str | os.PathLike[str], error: type[ClipassoError], what: str) -
     except ClipassoError:
         raise
     except (Image.DecompressionBombWarning, Image.DecompressionBombError) as exc:
-        raise error(f"{name} is refused as a possible decompression bomb ({exc}); scale it down first.") from exc
+        raise error(
+            f"{name} is larger than Pillow's {Image.MAX_IMAGE_PIXELS or 0:,}-pixel limit that guards against "
+            "decompression bombs; scale it down first."
+        ) from exc
     except UnidentifiedImageError as exc:
         raise error(f"{name} is not an image that can be read; save it as PNG, JPEG, WebP, GIF, BMP or TIFF.") from exc
     except PermissionError as exc:
