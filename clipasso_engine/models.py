@@ -295,6 +295,14 @@ def _url_file(url: str, *, model: str, role: Role, download: bool) -> str:
         ) from err
 
 
+def _unreadable(path: str) -> ModelConfigError:
+    return ModelConfigError(
+        f"Checkpoint {path} cannot be read as plain tensors: use a safetensors file or a state_dict saved with "
+        f"torch.save (files that need arbitrary objects unpickled, and TorchScript archives such as OpenAI's "
+        f"original .pt files, are refused for safety)."
+    )
+
+
 def read_state_dict(path: str) -> dict[str, Tensor]:
     """Tensors of a checkpoint file, read without unpickling arbitrary objects; unwraps ``state_dict``/``model``."""
     try:
@@ -305,10 +313,7 @@ def read_state_dict(path: str) -> dict[str, Tensor]:
         else:
             data = torch.load(path, map_location="cpu", weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, OSError, ValueError, EOFError) as err:
-        raise ModelConfigError(
-            f"Checkpoint {path} cannot be read as plain tensors ({err}). Use a safetensors file or a state_dict "
-            f"saved with torch.save (TorchScript archives such as OpenAI's original .pt files are not supported)."
-        ) from err
+        raise _unreadable(path) from err
     for key in ("state_dict", "model"):
         if isinstance(data, dict) and isinstance(data.get(key), dict):
             data = data[key]
@@ -355,7 +360,9 @@ def load_clip_visual(
             force_quick_gelu=bool(tag_config.get("quick_gelu", False)),
             weights_only=True,
         )
-    except (pickle.UnpicklingError, RuntimeError, KeyError, ValueError) as err:
+    except pickle.UnpicklingError as err:  # what weights_only loading raises for anything but tensors
+        raise _unreadable(checkpoint) from err
+    except (RuntimeError, KeyError, ValueError) as err:
         raise ModelConfigError(f"The {role} checkpoint {checkpoint} does not load into {arch}: {err}") from err
     visual = model.visual
     if not isinstance(visual, nn.Module):
