@@ -1,8 +1,8 @@
-"""Output: strokes as a standalone SVG or a JSON result, written atomically.
+"""Output: strokes as a standalone SVG, and atomic writes of any output file.
 
 Strokes arrive in the input image's pixel frame (``PreparedImage.canvas_to_image``), so the SVG's
 ``viewBox="0 0 W H"`` lays them exactly over the photo shown at the same size. Output is deterministic: the same
-strokes, width and metadata give the same bytes (fixed 3-decimal numbers, JSON with sorted keys).
+strokes, width and metadata give the same bytes (fixed 3-decimal numbers, provenance JSON with sorted keys).
 """
 
 from __future__ import annotations
@@ -14,27 +14,18 @@ import math
 import os
 import tempfile
 from collections.abc import Mapping, Sequence
-from importlib import metadata as importlib_metadata
-from typing import Any
 from xml.sax.saxutils import escape, quoteattr
 
 import numpy as np
 import torch
 
 from .errors import OutputError
+from .version import __version__
 
 #: Digits after the decimal point of every coordinate and width we write (1/1000 px is far below visibility).
 DECIMALS = 3
 
 StrokesLike = torch.Tensor | np.ndarray | Sequence[Sequence[Sequence[float]]]
-
-
-def engine_version() -> str:
-    """The installed engine's version (pyproject's), or "unknown" when running from an uninstalled checkout."""
-    try:
-        return importlib_metadata.version("clipasso-engine")
-    except importlib_metadata.PackageNotFoundError:
-        return "unknown"
 
 
 def strokes_to_array(strokes: StrokesLike) -> np.ndarray:
@@ -49,11 +40,6 @@ def strokes_to_array(strokes: StrokesLike) -> np.ndarray:
     if not np.isfinite(points).all():
         raise ValueError("stroke control points must be finite")
     return points
-
-
-def strokes_to_list(strokes: StrokesLike, decimals: int = DECIMALS) -> list[list[list[float]]]:
-    """Strokes as JSON-ready nested lists ``[[[x0, y0], ..., [x3, y3]], ...]`` rounded to ``decimals``."""
-    return [[[_round(v, decimals) for v in point] for point in stroke] for stroke in strokes_to_array(strokes)]
 
 
 def strokes_to_svg(
@@ -73,16 +59,14 @@ def strokes_to_svg(
     if not (math.isfinite(width) and width > 0):
         raise ValueError(f"stroke width must be a positive number, got {width}")
     image_w, image_h = (int(v) for v in image_size)
-    info = dict(metadata or {})
-    version = str(info.get("engine_version", engine_version()))
+    info = {"engine_version": __version__, **(metadata or {})}
     style = (
         f'fill="none" stroke={quoteattr(color)} stroke-width="{_fmt(width)}" '
         'stroke-linecap="round" stroke-linejoin="round"'
     )
     lines = [
         '<?xml version="1.0" encoding="UTF-8"?>',
-        # "--" may not appear inside an XML comment.
-        f"<!-- Generator: clipasso-engine {version.replace('--', '-')} -->",
+        f"<!-- Generator: clipasso-engine {__version__} -->",
         f'<svg xmlns="http://www.w3.org/2000/svg" version="1.1" width="{image_w}px" height="{image_h}px" '
         f'viewBox="0 0 {image_w} {image_h}">',
         f'  <metadata id="clipasso-provenance">{escape(_json(info))}</metadata>',
@@ -94,46 +78,6 @@ def strokes_to_svg(
         lines.append(f'    <path id="clipasso-stroke-{i}" d="{d}" {style}/>')
     lines += ["  </g>", "</svg>", ""]
     return "\n".join(lines)
-
-
-def result_record(
-    strokes: StrokesLike,
-    width: float,
-    image_size: tuple[int, int],
-    *,
-    seed: int,
-    loss: float,
-    iterations_run: int,
-    stopped_early: bool,
-    device: str,
-    settings: Mapping[str, Any],
-    engine_version: str,
-    svg: str | None = None,
-) -> dict[str, Any]:
-    """The fields of the protocol's ``result`` message (docs/protocol.md), with the same names.
-
-    ``serve`` adds ``protocol`` and ``type``; ``clipasso sketch --json`` writes this record as it is.
-    """
-    record: dict[str, Any] = {
-        "strokes": strokes_to_list(strokes),
-        "width": _round(width, DECIMALS),
-        "image_size": [int(image_size[0]), int(image_size[1])],
-        "seed": int(seed),
-        "loss": float(loss),
-        "iterations_run": int(iterations_run),
-        "stopped_early": bool(stopped_early),
-        "engine_version": engine_version,
-        "device": device,
-        "settings": dict(settings),
-    }
-    if svg is not None:
-        record["svg"] = svg
-    return record
-
-
-def result_to_json(record: Mapping[str, Any]) -> str:
-    """Deterministic, human-readable JSON text of a result record (sorted keys, ends with a newline)."""
-    return json.dumps(record, indent=2, sort_keys=True, ensure_ascii=False, allow_nan=False) + "\n"
 
 
 def write_atomic(path: str | os.PathLike[str], data: str | bytes) -> None:
@@ -205,13 +149,9 @@ def _os_reason(exc: OSError) -> str:
     return reasons.get(exc.errno or -1, f"{exc.strerror or exc}; check the path and try again")
 
 
-def _round(value: float, decimals: int) -> float:
-    rounded = round(float(value), decimals)
-    return rounded + 0.0  # turns -0.0 into 0.0
-
-
 def _fmt(value: float) -> str:
-    return f"{_round(value, DECIMALS):.{DECIMALS}f}"
+    # Adding 0.0 turns a rounded -0.0 into 0.0, so tiny negatives do not print as "-0.000".
+    return f"{round(float(value), DECIMALS) + 0.0:.{DECIMALS}f}"
 
 
 def _json(info: Mapping[str, object]) -> str:
@@ -221,11 +161,7 @@ def _json(info: Mapping[str, object]) -> str:
 
 __all__ = [
     "DECIMALS",
-    "engine_version",
-    "result_record",
-    "result_to_json",
     "strokes_to_array",
-    "strokes_to_list",
     "strokes_to_svg",
     "write_atomic",
 ]
