@@ -77,14 +77,30 @@ def render(
         raise ValueError(f"size must be two positive integers (H, W), got {size}")
     unbatched = points.dim() == 3
     pts = points.unsqueeze(0) if unbatched else points
+    # Half precision cannot hold pixel coordinates to a fraction of a pixel: work in float32 and hand back the
+    # caller's dtype. Autocast is off for the same reason (it would run the flattening matmul in half).
+    work = torch.float32 if pts.dtype in (torch.float16, torch.bfloat16) else pts.dtype
+    with torch.autocast(pts.device.type, enabled=False):
+        pts = pts.to(work)
+        per_stroke = (pts.shape[0], pts.shape[1])
+        image = _rasterise(
+            pts,
+            _per_stroke(width, per_stroke, pts).clamp_min(0),
+            _per_stroke(opacity, per_stroke, pts).clamp(0, 1),
+            (height, width_px),
+            segments,
+        ).to(points.dtype)
+    return image[0] if unbatched else image
+
+
+def _rasterise(pts: Tensor, w_stroke: Tensor, o_stroke: Tensor, size: tuple[int, int], segments: int | None) -> Tensor:
+    """The image (B, H, W) of control points ``pts`` (B, N, 4, 2) with per-stroke widths and opacities (B·N,)."""
     batch, n_strokes = pts.shape[0], pts.shape[1]
+    height, width_px = size
     device, dtype = pts.device, pts.dtype
     strokes = batch * n_strokes
-
     far = _FAR * max(height, width_px)
     ctrl = pts.reshape(strokes, 4, 2).clamp(-far, far)
-    w_stroke = _per_stroke(width, (batch, n_strokes), ctrl).clamp_min(0)
-    o_stroke = _per_stroke(opacity, (batch, n_strokes), ctrl).clamp(0, 1)
     canvas = height * width_px
 
     # --- per stroke: a pixel box from the control hull, segment count; sync 1 reads both totals --------------
@@ -186,5 +202,4 @@ def render(
     # Sum of log(1 − α) per pixel is the log of the product of transmittances; α is kept below 1 for a finite log.
     log_clear = torch.where(winner, torch.log1p(-alpha.clamp(max=1 - 1e-6)), 0)
     total = torch.zeros(batch * canvas, device=device, dtype=dtype).index_add(0, pixel, log_clear)
-    image = total.exp().reshape(batch, height, width_px)
-    return image[0] if unbatched else image
+    return total.exp().reshape(batch, height, width_px)

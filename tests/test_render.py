@@ -57,6 +57,19 @@ def test_shapes_dtype_and_range() -> None:
     assert render(points.double(), (48, 64)).dtype == torch.float64
 
 
+def test_half_precision_and_autocast_keep_full_precision_inside() -> None:
+    points = _random_strokes(torch.Generator().manual_seed(6), (8,), 96, 30)
+    exact = render(points, (96, 96))
+    half = render(points.half(), (96, 96))
+    assert half.dtype == torch.float16
+    # Only the result is rounded to fp16 (the points' own fp16 rounding is in both).
+    torch.testing.assert_close(half.float(), render(points.half().float(), (96, 96)), atol=1e-3, rtol=0)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        autocast = render(points, (96, 96))
+    assert autocast.dtype == torch.float32
+    torch.testing.assert_close(autocast, exact, atol=1e-6, rtol=0)
+
+
 def test_batch_items_render_independently() -> None:
     points = _random_strokes(torch.Generator().manual_seed(1), (3, 6), 96, 30)
     batched = render(points, (96, 96))
