@@ -1,0 +1,78 @@
+"""The progress window under Xvfb, run by Inkscape's own Python and inkex 1.2: Cancel and "Stop and use current".
+
+Marked ``inkscape``: it needs Inkscape's Python with PyGObject, Xvfb and xdotool, and fails without them.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+from conftest import DATA, EXT, FakeEngine
+
+pytestmark = pytest.mark.inkscape
+INKSCAPE_PYTHON = "/usr/bin/python3"
+INKEX_12 = "/usr/share/inkscape/extensions"
+
+
+def start(display: str, engine: FakeEngine, reply: str) -> subprocess.Popen[bytes]:
+    if shutil.which("xdotool") is None or not Path(INKEX_12).is_dir():
+        pytest.fail("xdotool or Inkscape's inkex is missing: apt-get install inkscape xdotool gir1.2-gtk-3.0")
+    env = {k: v for k, v in os.environ.items() if k != "CLIPASSO_NO_WINDOW"}
+    env.update(engine.env(reply), DISPLAY=display, PYTHONPATH=INKEX_12)  # as Inkscape runs it
+    return subprocess.Popen(
+        [INKSCAPE_PYTHON, str(EXT / "clipasso_sketch.py"), "--id=photo", str(DATA / "svg" / "plain.svg")],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+        cwd=EXT,
+    )
+
+
+def press(display: str, keys: str) -> None:
+    """Wait for the window, let a preview arrive, focus it and type ``keys`` (no window manager on Xvfb)."""
+    env = dict(os.environ, DISPLAY=display)
+    deadline = time.monotonic() + 20
+    window = ""
+    while not window and time.monotonic() < deadline:
+        found = subprocess.run(
+            ["xdotool", "search", "--name", "CLIPasso Sketch"], capture_output=True, text=True, env=env
+        )
+        window = found.stdout.split()[0] if found.stdout.split() else ""
+        time.sleep(0.2)
+    assert window, "the progress window never appeared"
+    time.sleep(1.0)
+    subprocess.run(["xdotool", "windowfocus", "--sync", window], check=True, env=env, timeout=10)
+    subprocess.run(["xdotool", "key", "--clearmodifiers", keys], check=True, env=env, timeout=10)
+
+
+@pytest.mark.parametrize("reply", ["hold", "cancel_children"])
+def test_cancel_kills_the_engine_and_changes_nothing(reply: str, xserver: str, fake_engine: FakeEngine) -> None:
+    proc = start(xserver, fake_engine, reply)
+    press(xserver, "alt+c")
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0 and out == b"" and err == b""  # no document, no dialog: no undo step
+    assert len(fake_engine.started_pids()) == (2 if reply == "cancel_children" else 1)
+    # (the fake_engine fixture then asserts that the engine and its child are dead)
+
+
+def test_stop_inserts_the_current_best(xserver: str, fake_engine: FakeEngine) -> None:
+    proc = start(xserver, fake_engine, "hold")
+    press(xserver, "alt+s")
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0 and err == b""
+    assert b'id="clipasso-photo-stroke-1"' in out and b"clipasso-photo-stroke-2" not in out  # the preview's 2
+    assert b'data-clipasso-stopped-early="true"' in out
+    (request,) = fake_engine.request_log()
+    assert request["preview_interval_s"] > 0  # the window asks for previews
+
+
+def test_stop_before_any_strokes_changes_nothing(xserver: str, fake_engine: FakeEngine) -> None:
+    proc = start(xserver, fake_engine, "hold_before_strokes")
+    press(xserver, "alt+s")
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0 and out == b"" and err == b""
