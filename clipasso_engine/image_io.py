@@ -255,11 +255,11 @@ def _bicubic(x: np.ndarray) -> np.ndarray:
 
 
 def _taps(out_size: int, side: int, offset: int, length: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Gather indices and weights, each (out_size, K), resizing a padded axis of ``side`` pixels to ``out_size``.
+    """Source indices and weights, each (out_size, K), resizing a padded axis of ``side`` pixels to ``out_size``.
 
     Same windows and normalisation as Pillow's antialiased resampler (weights normalised over the padded
-    square), expressed in the coordinates of the image, which covers ``[offset, offset + length)`` of the square.
-    Taps that fall on padding get weight 0.
+    square), with indices in the coordinates of the image, which covers ``[offset, offset + length)`` of the
+    square. Taps that fall on padding get weight 0.
     """
     scale = side / out_size
     filter_scale = max(scale, 1.0)
@@ -267,25 +267,26 @@ def _taps(out_size: int, side: int, offset: int, length: int) -> tuple[torch.Ten
     centre = (np.arange(out_size) + 0.5) * scale
     first = np.maximum(np.floor(centre - support + 0.5), 0).astype(np.int64)
     stop = np.minimum(np.floor(centre + support + 0.5), side).astype(np.int64)
-    taps = int((stop - first).max())
-    pos = first[:, None] + np.arange(taps)[None, :]
+    pos = first[:, None] + np.arange(int((stop - first).max()))[None, :]
     weight = _bicubic((pos - centre[:, None] + 0.5) / filter_scale) * (pos < stop[:, None])
     weight /= weight.sum(axis=1, keepdims=True)
-    local = pos - offset
-    weight *= (local >= 0) & (local < length)
-    index = np.clip(local, 0, length - 1)
+    index = pos - offset
+    weight *= (index >= 0) & (index < length)
     return torch.from_numpy(index), torch.from_numpy(weight.astype(np.float32))
 
 
-def _gather_axis0(values: torch.Tensor, index: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
-    """(n, m, c) -> (out, m, c): each output row is a weighted sum of the input rows in its window."""
-    out = torch.empty(index.shape[0], *values.shape[1:], dtype=values.dtype)
-    per_row = max(1, index.shape[1] * values.shape[1] * values.shape[2])
-    step = max(1, _CHUNK_VALUES // per_row)
-    for start in range(0, index.shape[0], step):
-        rows = slice(start, start + step)
-        out[rows] = torch.einsum("ok,okmc->omc", weight[rows], values[index[rows]])
-    return out
+def _matrix(index: torch.Tensor, weight: torch.Tensor, start: int, stop: int) -> torch.Tensor:
+    """The taps that read image lines ``[start, stop)`` as a sparse (out_size, stop - start) matrix."""
+    keep = (weight != 0) & (index >= start) & (index < stop)
+    rows = torch.arange(index.shape[0]).unsqueeze(1).expand_as(index)[keep]
+    coords = torch.stack([rows, index[keep] - start])
+    return torch.sparse_coo_tensor(coords, weight[keep], (index.shape[0], stop - start), check_invariants=True)
+
+
+def _apply(matrix: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
+    """(n, m, c) -> (out, m, c) through a sparse (out, n) matrix (a few taps per row, so far less work than dense)."""
+    n, m, c = values.shape
+    return torch.sparse.mm(matrix, values.reshape(n, m * c)).reshape(-1, m, c)
 
 
 def _resize_padded(
@@ -294,28 +295,33 @@ def _resize_padded(
     """Resize the (H, W, C) ``deviation`` image, centred in its zero-padded square, to (canvas, canvas, C).
 
     ``deviation(rows, cols)`` yields a float32 block on demand, so the full image is never held as floats. The
-    long axis is reduced first, in chunks of columns (or rows), which bounds the intermediate to canvas × short.
+    long axis is reduced first, block by block (the resize is linear, so blocks just add up), which bounds the
+    intermediate to canvas × short side.
     """
     side = max(width, height)
-    x_index, x_weight = _taps(canvas, side, (side - width) // 2, width)
-    y_index, y_weight = _taps(canvas, side, (side - height) // 2, height)
+    x_taps = _taps(canvas, side, (side - width) // 2, width)
+    y_taps = _taps(canvas, side, (side - height) // 2, height)
     tall = height >= width
     long_len, short_len = (height, width) if tall else (width, height)
-    long_index, long_weight = (y_index, y_weight) if tall else (x_index, x_weight)
-    short_index, short_weight = (x_index, x_weight) if tall else (y_index, y_weight)
+    long_taps, short_taps = (y_taps, x_taps) if tall else (x_taps, y_taps)
 
-    # Pass 1: reduce the long axis, a band of short-axis lines at a time. Layout (long, short, C).
-    band = max(1, _CHUNK_VALUES // (channels * (long_len + canvas * long_index.shape[1])))
-    first = torch.empty(canvas, short_len, channels)
-    for start in range(0, short_len, band):
-        lines = slice(start, start + band)
-        block = deviation(slice(None), lines) if tall else deviation(lines, slice(None)).transpose(1, 0, 2)
-        first[:, lines] = _gather_axis0(torch.from_numpy(np.ascontiguousarray(block)), long_index, long_weight)
+    # Pass 1: reduce the long axis. Blocks are (long-axis piece) × (band of short-axis lines), about
+    # _CHUNK_VALUES floats each; the result is laid out (canvas along long, short, C).
+    band = max(1, _CHUNK_VALUES // (channels * long_len))
+    piece = max(1, _CHUNK_VALUES // (channels * band))
+    pieces = [(start, _matrix(*long_taps, start, min(start + piece, long_len))) for start in range(0, long_len, piece)]
+    first = torch.zeros(canvas, short_len, channels)
+    for line in range(0, short_len, band):
+        lines = slice(line, line + band)
+        for start, matrix in pieces:
+            span = slice(start, start + piece)
+            block = deviation(span, lines) if tall else deviation(lines, span).transpose(1, 0, 2)
+            first[:, lines] += _apply(matrix, torch.from_numpy(np.ascontiguousarray(block)))
 
-    # Pass 2: reduce the short axis. (canvas_long, short, C) -> (canvas_short, canvas_long, C).
-    second = _gather_axis0(first.transpose(0, 1), short_index, short_weight)
-    # second is indexed [short-axis out, long-axis out]; the result is [y, x].
-    return second.transpose(0, 1).contiguous() if tall else second.contiguous()
+    # Pass 2: reduce the short axis: (short, canvas_long, C) -> (canvas_short, canvas_long, C), i.e. [y, x] when
+    # the long axis is x, and [x, y] (transposed back) when it is y.
+    second = _apply(_matrix(*short_taps, 0, short_len), first.transpose(0, 1).contiguous())
+    return second.transpose(0, 1).contiguous() if tall else second
 
 
 __all__ = [

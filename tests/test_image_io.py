@@ -235,6 +235,15 @@ def test_padding_and_resize_match_pillow_on_the_explicit_square(width: int, heig
     assert np.abs(prepared.image.numpy() - expected).max() < 1e-5
 
 
+@pytest.mark.parametrize(("width", "height"), [(37, 90), (90, 37)])
+def test_blockwise_resize_matches_one_block(monkeypatch: pytest.MonkeyPatch, width: int, height: int) -> None:
+    # Huge images are resized in blocks along both axes; tiny blocks here exercise that path on a small image.
+    rgb = np.random.default_rng(7).integers(0, 256, (height, width, 3), dtype=np.uint8)
+    monkeypatch.setattr(image_io, "_CHUNK_VALUES", 50)
+    prepared = prepare_image(Image.fromarray(rgb), canvas=64)
+    assert np.abs(prepared.image.numpy() - _reference(_padded(rgb / 255.0), 64)).max() < 1e-5
+
+
 def test_extreme_strip_stays_centred_and_white_elsewhere() -> None:
     prepared = prepare_image(Image.new("RGB", (500, 1), (0, 0, 0)))
     column_means = prepared.image.mean(dim=(0, 2))  # per canvas row
