@@ -204,6 +204,7 @@ def test_finite_image_and_gradient(points: list[list[float]]) -> None:
         width = torch.tensor([2.0], dtype=dtype, requires_grad=True)
         image = render(p, (64, 64), width=width)
         ((image - 0.3) ** 2).sum().backward()
+        image = image.detach()
         assert bool(image.isfinite().all()) and 0 <= float(image.min()) <= float(image.max()) <= 1
         assert p.grad is not None and bool(p.grad.isfinite().all())
         assert width.grad is not None and bool(width.grad.isfinite().all())
@@ -221,7 +222,7 @@ def test_thousand_strokes_in_one_call() -> None:
     points = _random_strokes(torch.Generator().manual_seed(3), (1000,), 224, 40).requires_grad_()
     image = render(points, (224, 224))
     image.mean().backward()
-    assert bool(image.isfinite().all()) and 0.02 < float(image.mean()) < 0.5  # most of the canvas is inked
+    assert bool(image.isfinite().all()) and 0.02 < float(image.detach().mean()) < 0.5  # most of the canvas is inked
     assert points.grad is not None and bool(points.grad.isfinite().all())
     assert int((points.grad.abs().sum(dim=(1, 2)) > 0).sum()) > 900  # nearly every stroke gets a gradient
 
@@ -251,7 +252,7 @@ def test_fitting_one_curve_to_a_rendered_target_converges() -> None:
         first = float(loss.detach()) if first is None else first
         loss.backward()
         optimiser.step()
-    final = float(((render(points, (64, 64)) - target) ** 2).mean())
+    final = float(((render(points.detach(), (64, 64)) - target) ** 2).mean())
     assert first is not None and final < 0.02 * first
     assert float((points.detach() - truth).abs().max()) < 1.0
 
