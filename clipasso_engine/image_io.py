@@ -113,8 +113,8 @@ def prepare_image(
 ) -> PreparedImage:
     """Read (or take) a photo and an optional mask file and build the ``PreparedImage`` for the optimiser.
 
-    Without ``mask``, a non-opaque alpha channel is the mask. A mask (or alpha) that selects nothing is an error,
-    since the target would be a blank page.
+    The object mask is the image's alpha (when not fully opaque) times the ``mask`` file, if any. A mask that
+    selects nothing is an error, since the target would be a blank page.
     """
     name = image if not isinstance(image, Image.Image) else "The image"
     pil = load_image(image) if not isinstance(image, Image.Image) else _to_rgb_or_rgba(ImageOps.exif_transpose(image))
@@ -126,27 +126,26 @@ def prepare_image(
     user_mask = None if mask is None else np.asarray(load_mask(mask, (width, height)))
     if user_mask is not None and not user_mask.any():
         raise MaskError(f"{_name(mask)} is entirely black, so it selects nothing; paint the object white.")
-    object_mask = user_mask if user_mask is not None else alpha
+    if user_mask is not None and alpha is not None and not (user_mask.astype(np.uint16) * alpha).any():
+        raise MaskError(f"{_name(mask)} selects only transparent pixels of the image; paint the object white.")
+    masked = user_mask is not None or alpha is not None
 
     def deviation(rows: slice, cols: slice) -> np.ndarray:
-        # Channels: R, G, B minus their white padding, and the mask minus its black padding.
+        # Channels: R, G, B minus their white padding, then the object mask (its padding is 0). The object is
+        # what is both opaque and inside the user's mask; everything else composites to white.
         rgb = rgba[rows, cols, :3].astype(np.float32) / 255.0
-        weight = np.ones(rgb.shape[:2], np.float32)
-        if alpha is not None:
-            weight *= alpha[rows, cols] / np.float32(255.0)
-        if user_mask is not None:
-            weight *= user_mask[rows, cols] / np.float32(255.0)
-        planes = [weight[..., None] * (rgb - 1.0)]
-        if object_mask is not None:
-            planes.append(object_mask[rows, cols, None].astype(np.float32) / 255.0)
-        return np.concatenate(planes, axis=-1)
+        weight = np.ones((*rgb.shape[:2], 1), np.float32)
+        for plane in (alpha, user_mask):
+            if plane is not None:
+                weight *= plane[rows, cols, None] / np.float32(255.0)
+        return np.concatenate([weight * (rgb - 1.0), weight], axis=-1) if masked else rgb - 1.0
 
-    channels = 3 if object_mask is None else 4
+    channels = 4 if masked else 3
     resized = _resize_padded(deviation, width, height, channels, canvas)
     resized[..., :3] += 1.0  # add the white padding back
     resized.clamp_(0.0, 1.0)  # bicubic overshoots at sharp edges
     out_image = resized[..., :3].permute(2, 0, 1).contiguous()
-    out_mask = resized[..., 3].contiguous() if object_mask is not None else None
+    out_mask = resized[..., 3].contiguous() if masked else None
     return PreparedImage(image=out_image, mask=out_mask, image_size=(width, height), canvas=canvas)
 
 

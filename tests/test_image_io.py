@@ -311,7 +311,7 @@ def test_alpha_is_the_default_mask_and_composites_on_white(tmp_path: Path, chels
     assert prepared.image[:, 112, 112].max() < 1.0
 
 
-def test_user_mask_overrides_alpha_and_blanks_the_background(tmp_path: Path, chelsea: np.ndarray) -> None:
+def test_user_mask_blanks_the_background(tmp_path: Path, chelsea: np.ndarray) -> None:
     mask = np.zeros(chelsea.shape[:2], np.uint8)
     mask[50:250, 100:350] = 255
     photo = _save(Image.fromarray(chelsea), tmp_path / "cat.png")
@@ -321,6 +321,23 @@ def test_user_mask_overrides_alpha_and_blanks_the_background(tmp_path: Path, che
     assert np.abs(prepared.mask.numpy() - expected).max() < 1e-5
     outside = prepared.mask < 1e-6
     assert torch.all(prepared.image[:, outside] == 1.0)
+
+
+def test_alpha_and_user_mask_combine(tmp_path: Path) -> None:
+    # Left half opaque, top half in the mask: only the top-left quarter is object.
+    rgba = np.zeros((40, 40, 4), np.uint8)
+    rgba[:, :20, 3] = 255
+    mask = np.zeros((40, 40), np.uint8)
+    mask[:20] = 255
+    photo = _save(Image.fromarray(rgba, "RGBA"), tmp_path / "half.png")
+    prepared = prepare_image(photo, _save(Image.fromarray(mask), tmp_path / "top.png"), canvas=40)
+    assert prepared.mask is not None
+    assert prepared.mask[5, 5] == 1 and prepared.mask[5, 35] == 0 and prepared.mask[35, 5] == 0
+    assert torch.all(prepared.image[:, 5, 5] == 0) and torch.all(prepared.image[:, 35, 5] == 1)
+    bottom_right = np.zeros((40, 40), np.uint8)
+    bottom_right[20:, 20:] = 255
+    with pytest.raises(MaskError, match="selects only transparent pixels"):
+        prepare_image(photo, _save(Image.fromarray(bottom_right), tmp_path / "br.png"))
 
 
 @pytest.mark.parametrize("kind", ["L", "RGB", "RGBA", "1"])
