@@ -191,15 +191,16 @@ def _rasterise(pts: Tensor, w_stroke: Tensor, o_stroke: Tensor, size: tuple[int,
     dist = (ox * ox + oy * oy).clamp_min(1e-12).sqrt()  # clamp: finite gradient where the pixel is on the line
     alpha = (pair_reach - dist).clamp(0, 1) * pair_opacity
 
-    # --- union: max within a stroke (one winning pair per slot), "over" across strokes ------------------------
+    # --- union: max within a stroke, "over" across strokes ------------------------------------------------------
     with torch.no_grad():
+        # Each slot keeps the pairs that reach its maximum, each weighted 1 / (their number): tied pairs (pixels
+        # nearest a joint shared by two segments) then split the gradient as a max's subgradient does.
         alpha_d = alpha.detach()
         best = torch.zeros(slot_total, device=device, dtype=dtype).scatter_reduce(0, slot, alpha_d, "amax")
-        order = torch.arange(pair_total, device=device)
-        candidate = torch.where(alpha_d == best.index_select(0, slot), order, pair_total)
-        pick = torch.full((slot_total,), pair_total, device=device).scatter_reduce(0, slot, candidate, "amin")
-        winner = pick.index_select(0, slot) == order
+        is_best = (alpha_d == best.index_select(0, slot)).to(dtype)
+        ties = torch.zeros(slot_total, device=device, dtype=dtype).index_add(0, slot, is_best)
+        share = is_best / ties.index_select(0, slot)
     # Sum of log(1 − α) per pixel is the log of the product of transmittances; α is kept below 1 for a finite log.
-    log_clear = torch.where(winner, torch.log1p(-alpha.clamp(max=1 - 1e-6)), 0)
+    log_clear = torch.log1p(-alpha.clamp(max=1 - 1e-6)) * share
     total = torch.zeros(batch * canvas, device=device, dtype=dtype).index_add(0, pixel, log_clear)
     return total.exp().reshape(batch, height, width_px)
