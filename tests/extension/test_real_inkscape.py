@@ -1,0 +1,114 @@
+"""The real client: Inkscape 1.2 under Xvfb runs the extension that install.py put in a throwaway profile, with the
+real engine and tiny test models, through ``--batch-process``; the exported SVG is checked and rendered to PNG.
+
+Marked ``inkscape``; it fails (never skips) when Inkscape or Xvfb is missing.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import inkex
+import pytest
+from conftest import DATA
+
+pytestmark = pytest.mark.inkscape
+ROOT = Path(__file__).resolve().parents[2]
+PREFERENCES = """<?xml version="1.0" encoding="UTF-8" standalone="no"?>
+<inkscape xmlns:inkscape="http://www.inkscape.org/namespaces/inkscape" version="1">
+  <group id="extensions" org.clipasso.sketch.strokes="4" org.clipasso.sketch.iterations="5"
+         org.clipasso.sketch.seeds="1" org.clipasso.sketch.device="cpu" org.clipasso.sketch.color="4278190335" />
+</inkscape>
+"""
+
+
+def visible_windows(display: str) -> list[str]:
+    env = dict(os.environ, DISPLAY=display)
+    found = subprocess.run(
+        ["xdotool", "search", "--onlyvisible", "--name", "."], capture_output=True, text=True, env=env
+    )
+    names = []
+    for window in found.stdout.split():
+        name = subprocess.run(["xdotool", "getwindowname", window], capture_output=True, text=True, env=env)
+        names.append(name.stdout.strip())
+    return names
+
+
+def run_watched(command: list[str], env: dict[str, str], display: str, limit_s: float = 240) -> None:
+    """Run Inkscape, failing fast when a window other than our progress window shows up (a stderr dialog)."""
+    proc = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + limit_s
+    strange_since = None
+    while proc.poll() is None:
+        strange = [
+            n for n in visible_windows(display) if n and not n.startswith("CLIPasso") and not n.endswith(" - Inkscape")
+        ]
+        strange_since = (strange_since or time.monotonic()) if strange else None
+        if (strange_since and time.monotonic() - strange_since > 3) or time.monotonic() > deadline:
+            proc.kill()
+            output = proc.communicate()[0].decode(errors="replace")
+            pytest.fail(f"Inkscape hung (windows: {strange}); output: {output[-2000:]}")
+        time.sleep(0.5)
+    proc.communicate()
+
+
+def test_batch_process_with_the_real_engine(tmp_path: Path, xserver: str, tiny_env: object) -> None:
+    inkscape = shutil.which("inkscape")
+    if inkscape is None or shutil.which("xdotool") is None:
+        pytest.fail("Inkscape or xdotool is missing: apt-get install inkscape xvfb xauth xdotool gir1.2-gtk-3.0")
+    profile = tmp_path / "profile"
+    env = dict(os.environ, INKSCAPE_PROFILE_DIR=str(profile), DISPLAY=xserver)
+    env.pop("CLIPASSO_NO_WINDOW", None)
+    venv = tmp_path / "venv"
+    installed = subprocess.run(
+        [sys.executable, str(ROOT / "install.py"), "--venv", str(venv), "--system-site-packages"],
+        env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert installed.returncode == 0, installed.stdout + installed.stderr
+    assert (profile / "extensions" / "clipasso" / "clipasso_engine.json").exists()
+    (profile / "preferences.xml").write_text(PREFERENCES)
+    document = tmp_path / "photo.svg"
+    shutil.copy(DATA / "svg" / "plain.svg", document)
+    out = tmp_path / "out.svg"
+    actions = f"select-by-id:photo;org.clipasso.sketch.noprefs;export-filename:{out};export-do"
+    run_watched([inkscape, "--batch-process", str(document), f"--actions={actions}"], env, xserver)
+
+    # Inkscape's exit status is 0 even when the extension failed: the output file is the evidence.
+    assert out.exists(), (
+        (profile / "extension-errors.log").read_text() if (profile / "extension-errors.log").exists() else ""
+    )
+    svg = inkex.load_svg(str(out)).getroot()
+    group = svg.getElementById("clipasso-photo")
+    assert group is not None, "no strokes were inserted (see ~/.cache/clipasso/inkscape-engine.log)"
+    paths = list(group.iterchildren())
+    assert len(paths) == 4 and all(p.TAG == "path" for p in paths)
+    assert group.get("data-clipasso-settings") and '"strokes": 4' in group.get("data-clipasso-settings")
+    image = svg.getElementById("photo")
+    assert (
+        group.getparent() is image.getparent() and group.getparent().index(group) == image.getparent().index(image) + 1
+    )
+    for path in paths:
+        style = path.style
+        assert style.get("fill") == "none" and style.get("stroke") == "#ff0000" and float(style["stroke-width"]) > 0
+        box = path.path.bounding_box()
+        # The image spans x 10..138, y 20..96+20; strokes start inside it (curves may bulge a little past it).
+        assert box.left >= 10 - 20 and box.right <= 138 + 20 and box.top >= 20 - 20 and box.bottom <= 116 + 20
+    leftovers = [p for p in Path("/proc").glob("[0-9]*") if str(venv) in _cmdline(p)]
+    assert not leftovers, "an engine process is still running"
+
+    png = tmp_path / "out.png"
+    subprocess.run([inkscape, str(out), "--export-type=png", f"--export-filename={png}"], env=env, timeout=120,
+                   capture_output=True, check=True)  # fmt: skip
+    assert png.stat().st_size > 1000
+
+
+def _cmdline(proc: Path) -> str:
+    try:
+        return (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
