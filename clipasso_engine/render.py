@@ -103,7 +103,7 @@ def _rasterise(pts: Tensor, w_stroke: Tensor, o_stroke: Tensor, size: tuple[int,
     ctrl = pts.reshape(strokes, 4, 2).clamp(-far, far)
     canvas = height * width_px
 
-    # --- per stroke: a pixel box from the control hull, segment count; sync 1 reads both totals --------------
+    # --- per stroke: a pixel box from the control hull, segment count; sync 1 reads the totals ---------------
     with torch.no_grad():
         c = ctrl.detach()
         reach = w_stroke.detach() / 2 + 0.5  # coverage is zero beyond this distance from the centre line
@@ -125,7 +125,10 @@ def _rasterise(pts: Tensor, w_stroke: Tensor, o_stroke: Tensor, size: tuple[int,
                 torch.maximum(polygon / _SEGMENT_LEN, (0.75 * bend / _CHORD_TOL).sqrt()).ceil().clamp(1, _MAX_SEGMENTS)
             )
         count = torch.where(area > 0, count.long(), 0)  # strokes that cannot reach the canvas are dropped
-        seg_total, slot_total = (int(v) for v in torch.stack((count.sum(), area.sum())).tolist())
+        bad = (~c.isfinite()).sum()  # read in the same sync: NaN points would otherwise fail obscurely below
+        seg_total, slot_total, n_bad = (int(v) for v in torch.stack((count.sum(), area.sum(), bad)).tolist())
+        if n_bad:
+            raise ValueError(f"points must be finite, got {n_bad} NaN coordinates")
 
         seg_stroke = torch.repeat_interleave(torch.arange(strokes, device=device), count, output_size=seg_total)
         k = count.index_select(0, seg_stroke).to(dtype)

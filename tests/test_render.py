@@ -89,6 +89,7 @@ def test_no_strokes_is_a_white_canvas() -> None:
         (torch.zeros(5, 4, 2, dtype=torch.long), (8, 8), {}),
         (torch.zeros(5, 4, 2), (0, 8), {}),
         (torch.zeros(5, 4, 2), (8, 8), {"segments": 0}),
+        (torch.full((5, 4, 2), float("nan")), (8, 8), {}),
     ],
 )
 def test_bad_arguments_raise(points: torch.Tensor, size: tuple[int, int], kwargs: dict[str, int]) -> None:
