@@ -126,7 +126,7 @@ def bench_preset(
         x = batch.clone().requires_grad_(True)
         with autocast:
             features = network(clip_normalize(x))
-        sum(v.float().sum() for v in features.values()).backward()  # type: ignore[union-attr]
+        torch.stack([v.float().sum() for v in features.values()]).sum().backward()
 
     def target_forward() -> None:
         with torch.no_grad(), autocast:

@@ -136,10 +136,10 @@ def cmd_sketch(args: argparse.Namespace) -> int:
     finally:
         if bar:
             bar.finish()
-    svg = result.to_svg()
+    # The SVG first: if the JSON then fails, the user still has the sketch they asked for.
+    write_atomic(output, result.to_svg())
     if args.json:
         write_atomic(args.json, json.dumps(result.to_dict(), indent=2) + "\n")
-    write_atomic(output, svg)
     if not args.quiet:
         print(
             f"Wrote {len(result.strokes)} strokes to {output} (loss {result.loss:.4f}, seed {result.seed}, "

@@ -143,8 +143,12 @@ def serve_stdio(stdin: IO[str] | None = None, stdout: IO[str] | None = None) -> 
     writer = _Writer(stdout or sys.stdout)
     control = RunControl()
     # SIGTERM/SIGINT: cancel like a closed pipe does, and make sure the process ends soon after.
+    def on_signal(signum: int, _frame: object) -> None:
+        control.cancel()
+        _exit_soon(128 + signum)
+
     for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, lambda *_: (control.cancel(), _exit_soon(143)))
+        signal.signal(signum, on_signal)
 
     line = stdin.readline()
     if not line:

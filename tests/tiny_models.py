@@ -91,7 +91,31 @@ def make_clip(arch: str, config_folder: Path, seed: int = 0) -> torch.nn.Module:
             # Bottleneck bn3 only ("layerN.M.bn3"), not the stem's bn3, which open_clip leaves at 1.
             if name.startswith("layer") and name.endswith("bn3.weight"):
                 param.data.uniform_(0.5, 1.5)
+        _calibrate_batch_norms(model.visual)
     return model.eval()
+
+
+def _calibrate_batch_norms(visual: torch.nn.Module) -> None:
+    """Set every BatchNorm's running statistics from a batch of smooth random images.
+
+    PyTorch's default conv initialisation shrinks activations layer after layer, so a random ResNet's stage outputs
+    are ~1e-3 and its CLIP loss ~1e-6: so flat that Adam's epsilon dominates and float noise decides the steps.
+    Real CLIP ResNets have unit-scale normalised activations; calibrated running statistics give the same.
+    """
+    norms = [m for m in visual.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    if not norms:
+        return
+    for norm in norms:
+        norm.reset_running_stats()
+        norm.momentum = None  # cumulative average over the calibration batch
+    noise = torch.rand(8, 3, 14, 14)
+    images = torch.nn.functional.interpolate(noise, size=224, mode="bicubic", align_corners=False)
+    visual.train()
+    with torch.no_grad():
+        visual(images.clamp(0, 1) * 4.0 - 2.0)  # roughly CLIP-normalised value range
+    visual.eval()
+    for norm in norms:
+        norm.momentum = 0.1
 
 
 def make_dino(seed: int = 0) -> VisionTransformer:
