@@ -67,6 +67,17 @@ def time_ms(step: Callable[[], None], device: torch.device, repeats: int, warmup
     return statistics.median(times)
 
 
+def matmul_gflops(device: torch.device) -> float:
+    """Speed of a 2048³ fp32 matmul: the spec's idle-machine yardstick (~330 GFLOP/s on its 2-core CPU)."""
+    a = torch.randn(2048, 2048, device=device)
+
+    def step() -> None:
+        torch.mm(a, a)
+
+    ms = time_ms(step, device, repeats=5, warmup=1)
+    return 2 * 2048**3 / (ms * 1e-3) / 1e9
+
+
 def bench_case(batch: int, strokes: int, side: int, device: torch.device, repeats: int) -> float:
     points = make_strokes(batch, strokes, side, seed=0, device=device)
 
@@ -89,6 +100,7 @@ def main(argv: list[str] | None = None) -> int:
 
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
+    gflops = matmul_gflops(device)
     rows = []
     for batch, strokes, side in CASES + (CASES_LARGE if args.large else []):
         ms = bench_case(batch, strokes, side, device, args.repeats)
@@ -114,6 +126,7 @@ def main(argv: list[str] | None = None) -> int:
         f"Renderer forward + backward, median ms, device {device}, {torch.get_num_threads()} threads, "
         f"torch {torch.__version__}"
     )
+    print(f"2048³ fp32 matmul: {gflops:.0f} GFLOP/s (the spec's idle 2-core CPU: ~330; lower means a busy machine)")
     print("(diffvg and prototype columns: shared/spec/renderer.md, measured on the project's 2-core CPU)\n")
     print("| batch | strokes | canvas | ours (ms) | target | diffvg 2×2 | diffvg prefilter | prototype |")
     print("|---:|---:|---:|---:|---:|---:|---:|---:|")
@@ -123,7 +136,13 @@ def main(argv: list[str] | None = None) -> int:
             f"{cell(r['diffvg_ms'])} | {cell(r['diffvg_prefilter_ms'])} | {cell(r['prototype_ms'])} |"
         )
     if args.json:
-        report = {"device": str(device), "threads": torch.get_num_threads(), "torch": torch.__version__, "rows": rows}
+        report = {
+            "device": str(device),
+            "threads": torch.get_num_threads(),
+            "torch": torch.__version__,
+            "matmul_gflops": round(gflops, 1),
+            "rows": rows,
+        }
         text = json.dumps(report, indent=1)
         if args.json == "-":
             print(text)
