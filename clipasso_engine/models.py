@@ -14,6 +14,7 @@ every tag resolve from the cache only.
 from __future__ import annotations
 
 import difflib
+import itertools
 import json
 import os
 import pickle
@@ -425,13 +426,75 @@ def dino_weights(settings: SketchSettings) -> str:
 # --- the loss network --------------------------------------------------------------------------------------------
 
 
+def _folded(conv: nn.Conv2d, norm: nn.BatchNorm2d) -> nn.Conv2d:
+    """One convolution computing ``norm(conv(x))`` of an eval-mode BatchNorm."""
+    assert norm.running_mean is not None and norm.running_var is not None
+    scale = norm.running_var.add(norm.eps).rsqrt()
+    if norm.weight is not None:
+        scale = scale * norm.weight
+    shift = -norm.running_mean * scale
+    if norm.bias is not None:
+        shift = shift + norm.bias
+    if conv.bias is not None:
+        shift = shift + conv.bias * scale
+    fused = nn.Conv2d(
+        conv.in_channels,
+        conv.out_channels,
+        conv.kernel_size,  # type: ignore[arg-type]
+        conv.stride,  # type: ignore[arg-type]
+        conv.padding,  # type: ignore[arg-type]
+        conv.dilation,  # type: ignore[arg-type]
+        conv.groups,
+        bias=True,
+        padding_mode=conv.padding_mode,
+        device=conv.weight.device,
+        dtype=conv.weight.dtype,
+    )
+    with torch.no_grad():
+        fused.weight.copy_(conv.weight * scale.reshape(-1, 1, 1, 1))
+        fused.bias.copy_(shift)  # type: ignore[union-attr]
+    return fused.requires_grad_(False)
+
+
+def fold_batch_norms(module: nn.Module) -> int:
+    """Fold every eval-mode BatchNorm2d that directly follows a Conv2d into it; returns how many were folded.
+
+    Handles the two ways an open_clip ModifiedResNet pairs them: attributes ``convK``/``bnK`` of one module (stem
+    and bottlenecks) and consecutive entries of an ``nn.Sequential`` (the downsample branch). Module names stay, so
+    stage hooks by name keep working.
+    """
+    folded = 0
+    for child in list(module.children()):
+        folded += fold_batch_norms(child)
+    names = dict(module.named_children())
+    for name, norm in names.items():
+        if not (isinstance(norm, nn.BatchNorm2d) and name.startswith("bn") and not norm.training):
+            continue
+        conv = names.get("conv" + name[2:])
+        if isinstance(conv, nn.Conv2d):
+            setattr(module, "conv" + name[2:], _folded(conv, norm))
+            setattr(module, name, nn.Identity())
+            folded += 1
+    if isinstance(module, nn.Sequential):
+        keys = list(module._modules)
+        for first, second in itertools.pairwise(keys):
+            conv, norm = module._modules[first], module._modules[second]
+            if isinstance(conv, nn.Conv2d) and isinstance(norm, nn.BatchNorm2d) and not norm.training:
+                module._modules[first] = _folded(conv, norm)
+                module._modules[second] = nn.Identity()
+                folded += 1
+    return folded
+
+
 class LossNetwork(nn.Module):
     """A frozen CLIP ResNet image tower that returns named stage activations and the final embedding.
 
     Stages are found by module name (``named_modules``), so any open_clip ``ModifiedResNet`` serves.
     """
 
-    def __init__(self, visual: nn.Module, layers: Sequence[str] = ("layer2", "layer3")) -> None:
+    def __init__(
+        self, visual: nn.Module, layers: Sequence[str] = ("layer2", "layer3"), *, optimise: bool = True
+    ) -> None:
         super().__init__()
         modules = dict(visual.named_modules())
         missing = [name for name in layers if name not in modules]
@@ -440,6 +503,15 @@ class LossNetwork(nn.Module):
                 f"The loss model has no stage named {', '.join(missing)}; it must be an open_clip ResNet "
                 f"(RN50, RN101, ...) with stages layer1 to layer4."
             )
+        device = next(visual.parameters()).device
+        # Frozen and in eval mode, BatchNorm is an affine map: folding it into the preceding convolution saves a
+        # pass over every activation (measured ~10% of RN101 forward + backward on CPU), same function. Channels-last
+        # is the layout oneDNN and cuDNN (tensor cores) run convolutions fastest in; MPS gains nothing from it.
+        if optimise:
+            fold_batch_norms(visual)
+        self.channels_last = optimise and device.type in ("cpu", "cuda")
+        if self.channels_last:
+            visual.to(memory_format=torch.channels_last)
         self.visual = visual
         self.layers = tuple(layers)
         self._captured: dict[str, Tensor] = {}
@@ -460,6 +532,8 @@ class LossNetwork(nn.Module):
         which the embedding needs whole anyway; the weights are frozen, so gradients reach ``images`` only.
         """
         self._captured = {}
+        if self.channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
         embedding = self.visual(images)
         out, self._captured = self._captured, {}
         out["embedding"] = embedding

@@ -15,7 +15,7 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 
 import torch
@@ -88,6 +88,24 @@ def autocast_context(device: torch.device, precision: str) -> contextlib.Abstrac
     else:
         dtype = torch.bfloat16 if precision == "bf16" else torch.float16
     return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+@contextlib.contextmanager
+def flush_denormals(device: torch.device) -> Iterator[None]:
+    """On CPU, treat denormal floats as zero while the block runs.
+
+    Deep ReLU networks push some activations and gradients into the denormal range, where x86 arithmetic is 10-100×
+    slower; they are far below anything the loss can resolve. Measured with RN101 (random weights, 2 threads):
+    forward + backward of 3 images took 11.4 s with denormals and 0.75 s without. torch offers no getter for the
+    flag, so it is switched off again afterwards (its default).
+    """
+    if device.type != "cpu" or not torch.set_flush_denormal(True):
+        yield
+        return
+    try:
+        yield
+    finally:
+        torch.set_flush_denormal(False)
 
 
 def sketch_images(points: Tensor, width: float) -> Tensor:
@@ -166,6 +184,32 @@ def optimise_strokes(
     plan: this run's augmentations (``plan.per_step`` must equal ``settings.augmentations``) on the same device;
     width: stroke width in canvas pixels.
     """
+    with flush_denormals(initial_points.device):
+        return _optimise(
+            initial_points,
+            target,
+            network,
+            settings,
+            plan,
+            width=width,
+            control=control,
+            on_progress=on_progress,
+            progress_interval_s=progress_interval_s,
+        )
+
+
+def _optimise(
+    initial_points: Tensor,
+    target: Tensor,
+    network: FeatureNetwork,
+    settings: SketchSettings,
+    plan: AugmentationPlan,
+    *,
+    width: float,
+    control: RunControl | None = None,
+    on_progress: Callable[[Progress], None] | None = None,
+    progress_interval_s: float = 0.25,
+) -> OptimisationResult:
     device = initial_points.device
     autocast = autocast_context(device, settings.precision)
     control = control or RunControl()

@@ -227,11 +227,32 @@ def test_loss_network_stages_embedding_and_gradients(tiny_models: TinyModels) ->
 
 def test_loss_network_residual_branches_are_live(tiny_models: TinyModels) -> None:
     # Spec §10: with open_clip's zero bn3 scales the bottleneck branches would output exactly 0.
-    network = load_loss_network(tiny_models.settings(), CPU)
-    scales = [
-        p for name, p in network.visual.named_parameters() if name.startswith("layer") and name.endswith("bn3.weight")
-    ]
+    visual = load_clip_visual(
+        LOSS_ARCH, str(tiny_models.loss_weights), device=CPU, model_config=str(tiny_models.model_config)
+    )
+    scales = [p for name, p in visual.named_parameters() if name.startswith("layer") and name.endswith("bn3.weight")]
     assert len(scales) == 4 and all(p.abs().min() > 0 for p in scales)
+
+
+def test_folding_batch_norms_keeps_the_function_and_its_gradient(tiny_models: TinyModels) -> None:
+    def visual() -> torch.nn.Module:
+        return load_clip_visual(
+            LOSS_ARCH, str(tiny_models.loss_weights), device=CPU, model_config=str(tiny_models.model_config)
+        )
+
+    plain, fast = LossNetwork(visual(), optimise=False), LossNetwork(visual())
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in fast.modules())
+    assert any(isinstance(m, torch.nn.BatchNorm2d) for m in plain.modules())
+    images = torch.rand(2, 3, 224, 224)
+    a, b = images.clone().requires_grad_(True), images.clone().requires_grad_(True)
+    out_a, out_b = plain(a), fast(b)
+    for name in out_a:
+        torch.testing.assert_close(out_b[name], out_a[name], rtol=1e-4, atol=1e-5)
+    sum(v.sum() for v in out_a.values()).backward()
+    sum(v.sum() for v in out_b.values()).backward()
+    assert a.grad is not None and b.grad is not None
+    # Rounding differs between the folded and the plain convolutions: compare against the gradient's own scale.
+    assert float((b.grad - a.grad).abs().max()) < 1e-4 * float(a.grad.abs().max())
 
 
 def test_loss_network_stages_are_found_by_name(tiny_models: TinyModels) -> None:
