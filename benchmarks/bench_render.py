@@ -33,8 +33,17 @@ SPEC_MS: dict[tuple[int, int], tuple[float, float, float]] = {
     (256, 512): (6875, 772, 775),
 }
 TARGET_MS: dict[tuple[int, int, int], float] = {(1, 16, 224): 8, (1, 64, 224): 25, (1, 256, 512): 400}
-#: (batch, strokes, canvas side): the spec's rows, plus the optimiser's batches (seeds × augmentations).
-CASES = [(1, 16, 224), (2, 16, 224), (3, 16, 224), (1, 64, 224), (1, 256, 224), (1, 16, 512), (1, 256, 512)]
+#: (batch, strokes, canvas side): the spec's rows, the optimiser's batches (seeds), and a big canvas (cost follows ink).
+CASES = [
+    (1, 16, 224),
+    (2, 16, 224),
+    (3, 16, 224),
+    (1, 64, 224),
+    (1, 256, 224),
+    (1, 16, 512),
+    (1, 256, 512),
+    (1, 16, 1024),
+]
 CASES_LARGE = [(1, 1000, 224), (1, 2048, 1024)]
 
 
