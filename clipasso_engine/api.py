@@ -6,6 +6,7 @@ the batched optimisation, and the mapping of the winning strokes back to the inp
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 from collections.abc import Callable
@@ -31,6 +32,16 @@ from .version import __version__
 CANVAS_STROKE_WIDTH = 3.0
 
 StatusCallback = Callable[[str, str], None]
+
+
+@dataclass
+class SketchProgress(Progress):
+    """A progress report in the input image's frame: ``best_points()`` in image px, plus ``width`` in image px."""
+
+    width: float = 0.0
+
+
+ProgressCallback = Callable[[SketchProgress], None]
 
 
 @dataclass(frozen=True)
@@ -107,7 +118,7 @@ def sketch(
     settings: SketchSettings | None = None,
     *,
     mask: str | os.PathLike[str] | None = None,
-    on_progress: Callable[[Progress], None] | None = None,
+    on_progress: ProgressCallback | None = None,
     on_status: StatusCallback | None = None,
     control: RunControl | None = None,
     progress_interval_s: float = 0.25,
@@ -115,9 +126,10 @@ def sketch(
     """Turn an image into a CLIPasso line sketch.
 
     ``settings`` default to the ``paper`` preset; model names and weights not set explicitly come from the
-    ``CLIPASSO_*`` environment variables. ``on_progress`` receives a :class:`Progress` at most every
-    ``progress_interval_s`` seconds; ``control.cancel()`` stops within one iteration and raises
-    :class:`Cancelled`; ``control.stop()`` ends early and returns the best strokes so far.
+    ``CLIPASSO_*`` environment variables. ``on_progress`` receives a :class:`SketchProgress` at most every
+    ``progress_interval_s`` seconds; ``on_status(stage, message)`` announces each stage. ``control.cancel()``
+    stops within one iteration and raises :class:`Cancelled`; ``control.stop()`` ends early and returns the best
+    strokes so far, or raises :class:`Cancelled` when it comes before the optimisation has started.
     Raises a :class:`clipasso_engine.errors.ClipassoError` for every expected problem.
     """
     settings = settings_from_env(settings or SketchSettings())
@@ -132,7 +144,8 @@ def sketch(
     def checkpoint(name: str, since: float) -> float:
         now = time.monotonic()
         timings[name] = round(now - since, 4)
-        if control.cancelled:
+        # Before the optimisation there are no strokes yet, so "stop and keep the best so far" is a cancel too.
+        if control.cancelled or control.stopped:
             raise Cancelled("The sketch was cancelled.")
         return now
 
@@ -171,7 +184,7 @@ def sketch(
         plan,
         width=width_canvas,
         control=control,
-        on_progress=_image_frame_progress(on_progress, prepared),
+        on_progress=_image_frame_progress(on_progress, prepared, output_width(settings, prepared)),
         progress_interval_s=progress_interval_s,
     )
     timings["optimise_s"] = round(time.monotonic() - mark, 4)
@@ -192,17 +205,20 @@ def sketch(
 
 
 def _image_frame_progress(
-    on_progress: Callable[[Progress], None] | None, prepared: PreparedImage
+    on_progress: ProgressCallback | None, prepared: PreparedImage, width: float
 ) -> Callable[[Progress], None] | None:
-    """Wrap a progress callback so that ``best_points()`` returns strokes in image px, not canvas px."""
+    """Wrap a progress callback so that it gets a :class:`SketchProgress` whose strokes are in image px."""
     if on_progress is None:
         return None
     callback = on_progress
 
     def forward(progress: Progress) -> None:
         canvas_points = progress.best_points
-        progress.best_points = lambda: prepared.canvas_to_image(canvas_points().detach().to("cpu", torch.float64))
-        progress.image_size = prepared.image_size
-        callback(progress)
+        fields = {f.name: getattr(progress, f.name) for f in dataclasses.fields(progress)}
+        fields.update(
+            best_points=lambda: prepared.canvas_to_image(canvas_points().detach().to("cpu", torch.float64)),
+            image_size=prepared.image_size,
+        )
+        callback(SketchProgress(**fields, width=width))
 
     return forward
