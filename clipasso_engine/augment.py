@@ -33,6 +33,14 @@ class AugmentationPlan:
     def per_step(self) -> int:
         return int(self.homographies.shape[1])
 
+    @property
+    def steps(self) -> int:
+        return int(self.homographies.shape[0])
+
+    def first(self, steps: int) -> AugmentationPlan:
+        """The plan cut to its first ``steps`` steps (``grids`` then cycles through them)."""
+        return AugmentationPlan(self.homographies[:steps], self.size)
+
     def to(self, device: torch.device) -> AugmentationPlan:
         return AugmentationPlan(self.homographies.to(device), self.size)
 

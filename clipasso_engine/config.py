@@ -34,6 +34,8 @@ class SketchSettings:
     augmentations: int = 4  # augmented (sketch, target) pairs per iteration, beside the clean pair
     perspective_distortion: float = 0.5  # RandomPerspective distortion_scale, p = 1, black fill
     crop_size: int = 200  # fixed-size crop at a random position, resized back to the canvas
+    augmentation_pool: int = 0  # 0: fresh augmentations every iteration (the method); K: cycle through K drawn
+    # steps whose target features are computed once (saves the target forward pass each iteration)
     # --- loss ----------------------------------------------------------------------------------------------
     geometric_layers: tuple[str, ...] = ("layer2", "layer3")  # ResNet stages by module name
     geometric_weights: tuple[float, ...] = (1.0, 1.0)  # MSE weight per stage
@@ -68,6 +70,8 @@ class SketchSettings:
             raise SettingsError(f"precision must be auto, fp32, bf16 or fp16, got {self.precision!r}.")
         if len(self.geometric_layers) != len(self.geometric_weights):
             raise SettingsError("geometric_layers and geometric_weights must have the same length.")
+        if not 0 <= self.augmentation_pool <= 10_000:
+            raise SettingsError(f"augmentation_pool must be between 0 and 10000, got {self.augmentation_pool}.")
         if not 0 < self.crop_size <= CANVAS:
             raise SettingsError(f"crop_size must be between 1 and {CANVAS}, got {self.crop_size}.")
 
@@ -110,9 +114,9 @@ def _check_positive_int(name: str, value: object, *, upper: int) -> None:
 #: README.md documents each with measured numbers.
 PRESETS: dict[str, dict[str, Any]] = {
     "paper": {},
-    # For CPU users: one seed, two augmented pairs and 300 iterations (the paper: recognisable by 100-300).
-    # Measured on a 2-core CPU with `clipasso bench` (see README "Presets").
-    "fast": {"iterations": 300, "seeds": 1, "augmentations": 2},
+    # For CPU users: one seed, two augmented pairs from a pool of 32 pre-drawn steps (target features computed
+    # once), 300 iterations (the paper: recognisable by 100-300). Measured with `clipasso bench` (README "Presets").
+    "fast": {"iterations": 300, "seeds": 1, "augmentations": 2, "augmentation_pool": 32},
 }
 
 

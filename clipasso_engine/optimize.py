@@ -132,6 +132,21 @@ def _broadcast_targets(clean: Mapping[str, Tensor], augmented: Mapping[str, Tens
     return out
 
 
+def target_features(
+    network: FeatureNetwork,
+    target: Tensor,
+    grids: Tensor,
+    autocast: contextlib.AbstractContextManager[object] | None = None,
+) -> dict[str, Tensor]:
+    """Features of the target (3, 224, 224) under each of the (A, 224, 224, 2) grids, without gradients."""
+    if not grids.shape[0]:
+        return {}
+    with torch.no_grad():
+        return _pair_features(
+            network, apply_augmentations(target.unsqueeze(0), grids), autocast or contextlib.nullcontext()
+        )
+
+
 def seed_losses(
     points: Tensor,
     target: Tensor,
@@ -141,22 +156,23 @@ def seed_losses(
     settings: SketchSettings,
     width: float,
     autocast: contextlib.AbstractContextManager[object] | None = None,
+    augmented_target_features: Mapping[str, Tensor] | None = None,
 ) -> tuple[Tensor, Tensor]:
     """One iteration's losses for S batched seeds.
 
     points: (S, N, 4, 2); target: (3, 224, 224) in [0, 1]; grids: (A, 224, 224, 2) augmentation grids shared by
     all seeds. Returns (per_seed_training_loss (S,), clean_pair_loss (S,)): the training loss is the mean over the
     seed's 1 + A pairs; the clean pair loss is the method's evaluation loss of these points.
+    ``augmented_target_features``: the target's features under ``grids`` when already known (a cached pool).
     """
     autocast = autocast if autocast is not None else contextlib.nullcontext()
     seeds, augs = points.shape[0], grids.shape[0]
     sketches = sketch_images(points, width)
     batch = torch.cat([sketches, apply_augmentations(sketches, grids)]) if augs else sketches
     sketch_features = _pair_features(network, batch, autocast)
-    with torch.no_grad():
-        augmented_targets = (
-            _pair_features(network, apply_augmentations(target.unsqueeze(0), grids), autocast) if augs else {}
-        )
+    augmented_targets = augmented_target_features
+    if augmented_targets is None:
+        augmented_targets = target_features(network, target, grids, autocast)
     targets = _broadcast_targets(clean_target_features, augmented_targets, seeds)
     pairs = clip_pair_losses(
         sketch_features, targets, settings.geometric_layers, settings.geometric_weights, settings.semantic_weight
@@ -218,6 +234,11 @@ def _optimise(
     optimiser = torch.optim.Adam([points], lr=settings.lr)
     with torch.no_grad():
         clean_target = _pair_features(network, target.unsqueeze(0), autocast)
+    # A pooled run cycles through a fixed set of augmentation steps, so each target's features are computed once.
+    pool: list[dict[str, Tensor]] = []
+    if settings.augmentation_pool:
+        plan = plan.first(settings.augmentation_pool)
+        pool = [target_features(network, target, plan.grids(k), autocast) for k in range(plan.steps)]
 
     best_loss = torch.full((seeds,), float("inf"), device=device)
     best_points = points.detach().clone()
@@ -239,7 +260,15 @@ def _optimise(
             break
         before = points.detach().clone()
         per_seed, clean = seed_losses(
-            points, target, clean_target, network, plan.grids(iteration), settings, width, autocast
+            points,
+            target,
+            clean_target,
+            network,
+            plan.grids(iteration),
+            settings,
+            width,
+            autocast,
+            pool[iteration % len(pool)] if pool else None,
         )
         optimiser.zero_grad(set_to_none=True)
         per_seed.sum().backward()

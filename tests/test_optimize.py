@@ -3,8 +3,11 @@ cancel and stop."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import pytest
 import torch
+import torch.nn.functional as F
 from tiny_models import TinyModels
 
 from clipasso_engine.augment import apply_augmentations, draw_augmentations
@@ -34,14 +37,23 @@ def target_image(points: torch.Tensor) -> torch.Tensor:
     return sketch_images(points.unsqueeze(0), 3.0)[0].detach().clone()
 
 
+@dataclass
+class PlainStep:
+    points: torch.Tensor  # (N, 4, 2) before the step
+    loss: float
+    gradient: torch.Tensor
+
+
 def plain_reference_loop(
     initial: torch.Tensor, target: torch.Tensor, network: LossNetwork, settings: SketchSettings, plan_seed: int
-) -> tuple[list[float], torch.Tensor, list[list[float]]]:
+) -> tuple[list[float], torch.Tensor, list[list[PlainStep]]]:
     """The method written plainly: one seed at a time, target features recomputed each time, fp32.
 
-    Returns each seed's best evaluation loss, the best seed's scored points, and each seed's per-iteration losses.
+    Returns each seed's best evaluation loss, the best seed's scored points, and each seed's steps.
     """
     plan = draw_augmentations(plan_seed, settings.iterations, settings.augmentations)
+    if settings.augmentation_pool:
+        plan = plan.first(settings.augmentation_pool)
     best_losses, best_points, traces = [], [], []
     for k in range(initial.shape[0]):
         points = initial[k].clone().requires_grad_(True)
@@ -59,9 +71,10 @@ def plain_reference_loop(
                     scored = clip_pair_losses(network(clip_normalize(sketch)), network(clip_normalize(target[None])))
                 if float(scored) < best:
                     best, best_p = float(scored), points.detach().clone()
-            trace.append(float(loss.detach()))
             optimiser.zero_grad()
             loss.backward()
+            assert points.grad is not None
+            trace.append(PlainStep(points.detach().clone(), float(loss.detach()), points.grad.detach().clone()))
             optimiser.step()
         best_losses.append(best)
         best_points.append(best_p)
@@ -70,8 +83,11 @@ def plain_reference_loop(
     return best_losses, best_points[winner], traces
 
 
-def test_batched_loop_equals_plain_reference_loop(network: LossNetwork) -> None:
-    settings = SketchSettings(iterations=6, seeds=2, augmentations=2, eval_every=2, early_stop_delta=0.0)
+@pytest.mark.parametrize("pool", [0, 2], ids=["fresh-augmentations", "pooled-targets"])
+def test_batched_loop_equals_plain_reference_loop(network: LossNetwork, pool: int) -> None:
+    settings = SketchSettings(
+        iterations=6, seeds=2, augmentations=2, eval_every=2, early_stop_delta=0.0, augmentation_pool=pool
+    )
     truth = scene(1)
     initial = torch.stack(
         [truth + 12 * torch.randn(truth.shape, generator=torch.Generator().manual_seed(s)) for s in (5, 6)]
@@ -79,8 +95,26 @@ def test_batched_loop_equals_plain_reference_loop(network: LossNetwork) -> None:
     target = target_image(truth)
     expected_losses, expected_points, traces = plain_reference_loop(initial, target, network, settings, plan_seed=3)
 
-    seen: list[float] = []
+    # Step by step, on the very points the plain loop had: the batched computation (all seeds in one batch,
+    # clean target cached, augmented targets shared or pooled) gives the same losses and gradients.
     plan = draw_augmentations(3, settings.iterations, settings.augmentations)
+    pooled = plan.first(pool) if pool else plan
+    with torch.no_grad():
+        clean_target = network(clip_normalize(target[None]))
+    for step in range(settings.iterations):
+        points = torch.stack([trace[step].points for trace in traces]).requires_grad_(True)
+        per_seed, _ = seed_losses(points, target, clean_target, network, pooled.grids(step), settings, 3.0)
+        per_seed.sum().backward()
+        assert points.grad is not None
+        for k, trace in enumerate(traces):
+            assert float(per_seed[k]) == pytest.approx(trace[step].loss, rel=1e-5), (step, k)
+            cosine = F.cosine_similarity(points.grad[k].flatten(), trace[step].gradient.flatten(), dim=0)
+            assert float(cosine) > 0.9999, (step, k)
+            torch.testing.assert_close(points.grad[k].norm(), trace[step].gradient.norm(), rtol=1e-3, atol=0)
+
+    # End to end: Adam normalises every gradient component, so on near-flat components float rounding (batched and
+    # single convolutions round differently, ~1e-6) moves points by hundredths of a pixel per step (lr is 1 px).
+    seen: list[float] = []
     result = optimise_strokes(
         initial,
         target,
@@ -91,15 +125,12 @@ def test_batched_loop_equals_plain_reference_loop(network: LossNetwork) -> None:
         on_progress=lambda p: seen.append(p.loss),
         progress_interval_s=0.0,
     )
-    torch.testing.assert_close(torch.tensor(result.seed_losses), torch.tensor(expected_losses), rtol=1e-4, atol=0)
-    # Batched and single convolutions round differently (~1e-6 relative); Adam normalises each gradient component,
-    # so on near-flat components that noise moves points by hundredths of a pixel per step (lr is 1 px).
-    torch.testing.assert_close(result.points, expected_points, rtol=0, atol=0.05)
-    # Progress reports the leading seed's training loss at every iteration: the plain loop's loss of one seed (the
-    # points drift apart by the hundredths of a pixel above, so later losses agree to ~0.2%).
+    torch.testing.assert_close(torch.tensor(result.seed_losses), torch.tensor(expected_losses), rtol=2e-3, atol=0)
+    torch.testing.assert_close(result.points, expected_points, rtol=0, atol=0.25)
+    # Progress reports the leading seed's training loss at every iteration: the plain loop's loss of one seed.
     assert len(seen) == settings.iterations
     for step, loss in enumerate(seen):
-        assert any(loss == pytest.approx(trace[step], rel=5e-3) for trace in traces), (step, loss, traces)
+        assert any(loss == pytest.approx(trace[step].loss, rel=5e-3) for trace in traces), (step, loss)
 
 
 def test_best_iteration_returns_exactly_the_scored_points(network: LossNetwork) -> None:
