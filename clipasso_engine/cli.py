@@ -8,15 +8,20 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import shutil
+import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from .config import PRESETS, SketchSettings, preset_settings
-from .errors import ClipassoError, SettingsError
-from .optimize import Progress
+from .errors import Cancelled, ClipassoError, OutputError
 from .version import __version__
+
+if TYPE_CHECKING:  # importing torch costs seconds; `clipasso --help` and `--version` should not pay it
+    from .optimize import Progress
 
 #: CLI option -> SketchSettings field, for the options that map one to one.
 _SETTING_OPTIONS = {
@@ -85,13 +90,15 @@ class ProgressBar:
 
     def update(self, progress: Progress) -> None:
         done = progress.iteration / max(progress.iterations, 1)
-        filled = int(done * self.width)
-        bar = "█" * filled + "·" * (self.width - filled)
-        line = (
-            f"\r{bar} {progress.iteration}/{progress.iterations}  loss {progress.loss:.4f}"
+        text = (
+            f" {progress.iteration}/{progress.iterations}  loss {progress.loss:.4f}"
             f"  elapsed {self._clock(progress.elapsed_s)}  ETA {self._clock(progress.eta_s)} "
         )
-        self.stream.write(line)
+        # A line longer than the terminal wraps, and "\r" then redraws only its last part: shrink the bar instead.
+        columns = shutil.get_terminal_size().columns
+        width = max(0, min(self.width, columns - 1 - len(text)))
+        filled = int(done * width)
+        self.stream.write(("\r" + "█" * filled + "·" * (width - filled) + text)[: max(columns, 2)])
         self.stream.flush()
         self.active = True
 
@@ -107,42 +114,48 @@ class ProgressBar:
             self.active = False
 
 
+def _check_output_path(path: str) -> None:
+    """Refuse an output path that cannot be written before the run, not after minutes of work."""
+    target = Path(path)
+    if target.is_dir():
+        raise OutputError(f"The output {target} is a folder; give a file name such as {target / 'sketch.svg'}.")
+    folder = target.absolute().parent
+    if not folder.is_dir():
+        raise OutputError(f"Cannot write {target}: the folder {folder} does not exist; create it first.")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise OutputError(f"Cannot write {target}: the folder {folder} is not writable.")
+
+
 def cmd_sketch(args: argparse.Namespace) -> int:
     from .api import sketch
-    from .image_io import load_image
     from .svg import write_atomic
 
     settings = settings_from_args(args)
-    output = Path(args.output)
-    if output.is_dir():
-        raise SettingsError(f"The output {output} is a folder; give a file name such as {output / 'sketch.svg'}.")
-    # Reading the input first turns a bad image into an error before minutes of model loading.
-    load_image(args.input)
-    show_progress = not args.quiet and sys.stderr.isatty()
-    bar = ProgressBar(sys.stderr) if show_progress else None
+    for path in (args.output, args.json):
+        if path:
+            _check_output_path(path)
+    # sketch() reads the image and the mask before it loads any model, so bad input fails within a second.
+    bar = ProgressBar(sys.stderr) if not args.quiet and sys.stderr.isatty() else None
     try:
         result = sketch(
             args.input,
             settings,
             mask=args.mask,
             on_progress=bar.update if bar else None,
-            on_status=(bar.status if bar else None),
+            on_status=bar.status if bar else None,
         )
     except KeyboardInterrupt:
-        if bar:
-            bar.finish()
-        print("Interrupted; nothing was written.", file=sys.stderr)
-        return 130
+        raise Cancelled("interrupted; nothing was written.") from None
     finally:
         if bar:
             bar.finish()
     # The SVG first: if the JSON then fails, the user still has the sketch they asked for.
-    write_atomic(output, result.to_svg())
+    write_atomic(args.output, result.to_svg())
     if args.json:
         write_atomic(args.json, json.dumps(result.to_dict(), indent=2) + "\n")
     if not args.quiet:
         print(
-            f"Wrote {len(result.strokes)} strokes to {output} (loss {result.loss:.4f}, seed {result.seed}, "
+            f"Wrote {len(result.strokes)} strokes to {args.output} (loss {result.loss:.4f}, seed {result.seed}, "
             f"{result.iterations_run} iterations, {result.timings.get('total_s', 0.0):.1f} s on {result.device}).",
             file=sys.stderr,
         )
@@ -212,8 +225,15 @@ def format_unexpected(exc: BaseException) -> str:
     )
 
 
+def _terminate(signum: int, _frame: object) -> None:
+    """SIGTERM: unwind like Ctrl-C, so that temporary files are removed and nothing half-written remains."""
+    raise KeyboardInterrupt
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command == "sketch":
+        signal.signal(signal.SIGTERM, _terminate)
     try:
         status: Any = args.run(args)
         return int(status)
