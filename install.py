@@ -220,6 +220,9 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="let the environment reuse this Python's packages (an existing torch)",
     )
+    parser.add_argument(
+        "--fetch-models", action="store_true", help="also download the model weights (~0.7 GB, needs the internet)"
+    )
     parser.add_argument("--check", action="store_true", help="check the installed engine and stop")
     parser.add_argument("--uninstall", action="store_true", help="remove the extension and the engine environment")
     parser.add_argument("--dry-run", action="store_true", help="print what would be done, change nothing")
@@ -239,6 +242,12 @@ def main(argv: list[str] | None = None) -> int:
     except subprocess.CalledProcessError as err:
         say(f"Installing the engine failed (exit status {err.returncode}); see pip's messages above.")
         return 1
+    if args.fetch_models:
+        try:
+            run([str(venv_python(env)), "-m", "clipasso_engine", "models", "fetch"], args.dry_run)
+        except subprocess.CalledProcessError:
+            say("Fetching the weights failed (see above); the rest is installed. Run the command again when online.")
+            return 1
     return 0
 
 

@@ -1,0 +1,38 @@
+"""Defaults live in config.py; the only other copies (the .inx, pyproject's version) are kept in step here."""
+
+from __future__ import annotations
+
+import re
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+from clipasso_engine.api import CANVAS_STROKE_WIDTH
+from clipasso_engine.config import CANVAS, PRESETS, SketchSettings, preset_settings
+from clipasso_engine.version import __version__
+
+ROOT = Path(__file__).resolve().parent.parent
+NS = {"ink": "http://www.inkscape.org/namespace/inkscape/extension"}
+
+
+def inx_params() -> dict[str, ET.Element]:
+    tree = ET.parse(ROOT / "inkscape_ext" / "clipasso_sketch.inx")
+    return {p.get("name", ""): p for p in tree.getroot().iter(f"{{{NS['ink']}}}param")}
+
+
+def test_inx_defaults_match_the_engine() -> None:
+    params = inx_params()
+    assert int(params["strokes"].text or "") == SketchSettings().strokes
+    # Width is a percentage of the image's longer side: the paper's 3 px on the 224 canvas.
+    assert float(params["width"].text or "") == round(100 * CANVAS_STROKE_WIDTH / CANVAS, 2)
+    options = {o.get("value"): (o.text or "") for o in params["preset"].iter(f"{{{NS['ink']}}}option")}
+    assert set(options) == set(PRESETS)
+    for name, label in options.items():
+        settings = preset_settings(name)
+        runs = "1 run" if settings.seeds == 1 else f"best of {settings.seeds} runs"
+        assert f"{settings.iterations} iterations" in label and runs in label, (name, label)
+
+
+def test_version_is_stamped_from_one_place() -> None:
+    pyproject = (ROOT / "pyproject.toml").read_text(encoding="utf-8")
+    assert re.search(r'^version = "([^"]+)"$', pyproject, re.MULTILINE).group(1) == __version__  # type: ignore[union-attr]
+    assert re.fullmatch(r"\d+\.\d+\.\d+", __version__)
