@@ -9,6 +9,7 @@ as loading a model), so a dead parent never leaves an engine behind.
 from __future__ import annotations
 
 import json
+import math
 import os
 import signal
 import sys
@@ -16,18 +17,26 @@ import threading
 import time
 import traceback
 from collections.abc import Callable
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
-from .api import SketchResult, sketch
 from .config import SketchSettings
-from .errors import ClipassoError
-from .models import resolve_device, settings_from_env
-from .optimize import Progress, RunControl
+from .errors import ClipassoError, SettingsError
 from .version import __version__
+
+if TYPE_CHECKING:
+    from .api import SketchProgress, SketchResult
+    from .optimize import RunControl
 
 PROTOCOL_VERSION = 1
 #: Seconds a cancelled run may take to wind down before the watchdog ends the process.
 EXIT_GRACE_S = 3.0
+
+
+class BadRequest(ClipassoError):
+    """The request line is not JSON, not a sketch request, or misses a field."""
+
+    code = "bad_request"
+    exit_status = 2
 
 
 class _Writer:
@@ -57,7 +66,7 @@ def _exit_soon(status: int) -> None:
     threading.Thread(target=watchdog, daemon=True).start()
 
 
-def _watch_stdin(stream: IO[str], control: RunControl, writer: _Writer) -> None:
+def _watch_stdin(stream: IO[str], control: RunControl) -> None:
     """Apply control lines; on end of file cancel and make sure the process ends."""
     for raw in stream:
         try:
@@ -91,32 +100,40 @@ def parse_request(line: str) -> tuple[str, str | None, SketchSettings, float]:
     mask = request.get("mask")
     if mask is not None and not isinstance(mask, str):
         raise BadRequest('"mask" must be a path or null.')
-    raw_settings = request.get("settings") or {}
+    raw_settings = request.get("settings")
+    raw_settings = {} if raw_settings is None else raw_settings
     if not isinstance(raw_settings, dict):
         raise BadRequest('"settings" must be a JSON object.')
     interval = request.get("preview_interval_s", 2.0)
     if not isinstance(interval, (int, float)) or interval < 0:
         raise BadRequest('"preview_interval_s" must be a non-negative number.')
-    return image, mask, SketchSettings.from_dict(raw_settings), float(interval)
+    try:
+        settings = SketchSettings.from_dict(raw_settings)
+    except (TypeError, ValueError) as exc:  # a value of the wrong JSON type; SettingsError is a ValueError too
+        if isinstance(exc, SettingsError):
+            raise
+        raise SettingsError(f"A setting has a value of the wrong type ({exc}).") from None
+    return image, mask, settings, float(interval)
 
 
-class BadRequest(ClipassoError):
-    code = "bad_request"
+def _number(value: float) -> float | None:
+    """A loss or time for JSON: rounded, and null rather than the non-standard NaN/Infinity."""
+    return round(value, 6) if math.isfinite(value) else None
 
 
-def _progress_handler(writer: _Writer, preview_interval_s: float) -> Callable[[Progress], None]:
+def _progress_handler(writer: _Writer, preview_interval_s: float) -> Callable[[SketchProgress], None]:
     last_preview = time.monotonic()
 
-    def handle(progress: Progress) -> None:
+    def handle(progress: SketchProgress) -> None:
         nonlocal last_preview
         writer.send(
             "progress",
             iteration=progress.iteration,
             iterations=progress.iterations,
-            loss=round(progress.loss, 6),
-            best_loss=round(progress.best_loss, 6),
-            elapsed_s=round(progress.elapsed_s, 3),
-            eta_s=round(progress.eta_s, 3),
+            loss=_number(progress.loss),
+            best_loss=_number(progress.best_loss),
+            elapsed_s=_number(progress.elapsed_s),
+            eta_s=_number(progress.eta_s),
         )
         now = time.monotonic()
         if preview_interval_s > 0 and now - last_preview >= preview_interval_s:
@@ -125,31 +142,52 @@ def _progress_handler(writer: _Writer, preview_interval_s: float) -> Callable[[P
                 [[round(float(v), 3) for v in point] for point in stroke] for stroke in progress.best_points().tolist()
             ]
             image_size = list(progress.image_size) if progress.image_size else None
-            writer.send("preview", iteration=progress.iteration, strokes=strokes, image_size=image_size)
+            writer.send(
+                "preview",
+                iteration=progress.iteration,
+                strokes=strokes,
+                width=round(progress.width, 4),
+                image_size=image_size,
+            )
 
     return handle
 
 
 def _result_message(result: SketchResult) -> dict[str, Any]:
     facts = result.to_dict()
-    facts["image_size"] = list(result.image_size)
+    facts["loss"] = _number(result.loss)
+    facts["seed_losses"] = [_number(v) for v in result.seed_losses]
     facts["svg"] = result.to_svg()
     return facts
 
 
-def serve_stdio(stdin: IO[str] | None = None, stdout: IO[str] | None = None) -> int:
-    """Run one request from ``stdin`` and write replies to ``stdout``. Returns the process exit status."""
-    stdin = stdin or sys.stdin
-    writer = _Writer(stdout or sys.stdout)
-    control = RunControl()
-    # SIGTERM/SIGINT: cancel like a closed pipe does, and make sure the process ends soon after.
-    def on_signal(signum: int, _frame: object) -> None:
-        control.cancel()
-        _exit_soon(128 + signum)
+def _protocol_stdout() -> IO[str]:
+    """Keep the process's stdout for protocol lines only.
 
+    File descriptor 1 and ``sys.stdout`` are pointed at stderr, so a stray print from any library, Python or C,
+    lands in the log instead of corrupting the protocol; the returned stream writes to the original stdout.
+    """
+    sys.stdout.flush()
+    protocol_fd = os.dup(sys.stdout.fileno())
+    os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
+    sys.stdout = sys.stderr
+    return os.fdopen(protocol_fd, "w", encoding="utf-8", newline="\n")
+
+
+def _on_signals(handler: Callable[[int, Any], None]) -> None:
     for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, on_signal)
+        signal.signal(signum, handler)
 
+
+def serve_stdio(stdin: IO[str] | None = None, stdout: IO[str] | None = None) -> int:
+    """Run one request from ``stdin`` and write replies to ``stdout``. Returns the process exit status.
+
+    Without ``stdout`` the replies go to the process's real stdout, which nothing else may then write to.
+    """
+    stdin = stdin or sys.stdin
+    writer = _Writer(stdout or _protocol_stdout())
+    # SIGTERM/SIGINT before a request: there is nothing to wind down.
+    _on_signals(lambda signum, _frame: os._exit(128 + signum))
     line = stdin.readline()
     if not line:
         return 3  # the parent went away before asking anything
@@ -157,9 +195,22 @@ def serve_stdio(stdin: IO[str] | None = None, stdout: IO[str] | None = None) -> 
         image, mask, settings, preview_interval = parse_request(line)
     except ClipassoError as exc:
         writer.send("error", code=exc.code, message=str(exc))
-        return 2
-    threading.Thread(target=_watch_stdin, args=(stdin, control, writer), daemon=True).start()
+        return exc.exit_status
 
+    # The heavy imports (torch, open_clip) only now, so that a bad request is answered at once.
+    from .api import sketch
+    from .models import resolve_device, settings_from_env
+    from .optimize import RunControl
+
+    control = RunControl()
+
+    # SIGTERM/SIGINT during a run: cancel like a closed pipe does, and make sure the process ends soon after.
+    def on_signal(signum: int, _frame: object) -> None:
+        control.cancel()
+        _exit_soon(128 + signum)
+
+    _on_signals(on_signal)
+    threading.Thread(target=_watch_stdin, args=(stdin, control), daemon=True).start()
     try:
         resolved = settings_from_env(settings)
         device = resolve_device(resolved.device)

@@ -1,0 +1,320 @@
+"""``clipasso serve --stdio`` end to end with the tiny models: message order and fields against docs/protocol.md,
+stop and cancel, end of stdin, SIGTERM and parent death (no process left), and every error reply."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import queue
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from PIL import Image
+from skimage import data as skdata
+from tiny_models import TinyModels
+
+from clipasso_engine.errors import SettingsError
+from clipasso_engine.serve import PROTOCOL_VERSION, BadRequest, parse_request, serve_stdio
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = {"strokes": 4, "seeds": 1, "augmentations": 1}
+LONG = {**TINY, "iterations": 100000}
+
+
+def _env(**changes: str) -> dict[str, str]:
+    """The test's environment (``tiny_env`` has set the model variables) for an engine subprocess."""
+    return {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT), **changes}
+
+
+def _request(image: Path, settings: dict[str, Any], **extra: Any) -> dict[str, Any]:
+    return {"protocol": 1, "type": "sketch", "image": str(image), "settings": settings, **extra}
+
+
+@pytest.fixture
+def photo(tmp_path: Path) -> Path:
+    path = tmp_path / "coffee.png"
+    Image.fromarray(skdata.coffee()[::2, ::2]).save(path)  # 300×200
+    return path
+
+
+class Engine:
+    """One engine subprocess; ``next()`` returns its next stdout line parsed, checking that it is a protocol line."""
+
+    def __init__(self, request: dict[str, Any] | str, env: dict[str, str], log: Path) -> None:
+        self.log = log
+        with log.open("wb") as stderr:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "clipasso_engine", "serve", "--stdio"],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=stderr,
+                env=env,
+                text=True,
+            )
+        self.lines: queue.Queue[str | None] = queue.Queue()
+        threading.Thread(target=self._pump, daemon=True).start()
+        self.send(request if isinstance(request, str) else json.dumps(request))
+
+    def _pump(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.lines.put(line)
+        self.lines.put(None)
+
+    def send(self, line: str) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(line + "\n")
+        self.proc.stdin.flush()
+
+    def next(self, timeout: float = 60.0) -> dict[str, Any] | None:
+        line = self.lines.get(timeout=timeout)
+        if line is None:
+            return None
+        message = json.loads(line)  # nothing but protocol lines on stdout
+        assert isinstance(message, dict) and message["protocol"] == PROTOCOL_VERSION, line
+        return message
+
+    def until(self, kind: str) -> list[dict[str, Any]]:
+        """Messages up to and including the first of type ``kind``."""
+        seen: list[dict[str, Any]] = []
+        while not seen or seen[-1]["type"] != kind:
+            message = self.next()
+            assert message is not None, f"stdout ended before {kind!r}: {seen}\n{self.log.read_text()}"
+            seen.append(message)
+        return seen
+
+    def rest(self) -> list[dict[str, Any]]:
+        seen: list[dict[str, Any]] = []
+        while (message := self.next()) is not None:
+            seen.append(message)
+        return seen
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait()
+
+
+@pytest.fixture
+def engines(tiny_env: TinyModels, tmp_path: Path) -> Iterator[list[Engine]]:
+    started: list[Engine] = []
+    yield started
+    for engine in started:
+        engine.close()
+
+
+def _start(engines: list[Engine], request: dict[str, Any] | str, tmp_path: Path, **env: str) -> Engine:
+    engine = Engine(request, _env(**env), tmp_path / f"engine{len(engines)}.log")
+    engines.append(engine)
+    return engine
+
+
+def _exits_within(proc: subprocess.Popen[str], seconds: float) -> int:
+    start = time.monotonic()
+    status = proc.wait(timeout=seconds + 30)  # a hung engine fails the test below rather than hanging it
+    assert time.monotonic() - start <= seconds, f"the engine took {time.monotonic() - start:.1f} s to exit"
+    return status
+
+
+def _doc_fields(kind: str) -> set[str]:
+    """Field names of the ``kind`` example in docs/protocol.md."""
+    doc = (ROOT / "docs" / "protocol.md").read_text(encoding="utf-8")
+    start = doc.index(f'"type": "{kind}"')
+    end = doc.index("}`", start)
+    return set(re.findall(r'"(\w+)":', doc[start:end])) - {"type"}
+
+
+def test_a_run_replies_in_the_documented_order_with_the_documented_fields(
+    engines: list[Engine], photo: Path, tmp_path: Path
+) -> None:
+    engine = _start(engines, _request(photo, {**TINY, "iterations": 12, "seed": 2}, preview_interval_s=0.001), tmp_path)
+    messages = engine.until("result")
+    engine.proc.stdin.close()  # type: ignore[union-attr]
+    assert engine.rest() == [] and _exits_within(engine.proc, 10) == 0
+    kinds = [m["type"] for m in messages]
+    assert kinds[0] == "started" and kinds[-1] == "result"
+    assert [m["stage"] for m in messages if m["type"] == "status"] == ["loading_models", "saliency", "optimising"]
+    assert kinds.index("progress") > max(i for i, k in enumerate(kinds) if k == "status")
+    assert "preview" in kinds and set(kinds) == {"started", "status", "progress", "preview", "result"}
+
+    started, result = messages[0], messages[-1]
+    assert started["device"] == "cpu" and started["engine_version"]
+    assert started["settings"]["strokes"] == 4 and started["settings"]["loss_model"] == "clipasso-tiny-rn"
+    progress = [m for m in messages if m["type"] == "progress"]
+    assert all(_doc_fields("progress") <= set(m) for m in progress)
+    assert progress[-1]["iteration"] == progress[-1]["iterations"] == 12 and progress[-1]["eta_s"] == 0
+    previews = [m for m in messages if m["type"] == "preview"]
+    assert all(_doc_fields("preview") <= set(m) for m in previews)
+    assert _doc_fields("result") <= set(result)
+    assert result["image_size"] == [300, 200] and result["seed"] == 2 and result["iterations_run"] == 12
+    assert result["stopped_early"] is False and len(result["strokes"]) == 4
+    assert previews[-1]["width"] == pytest.approx(result["width"], abs=1e-4)
+    assert previews[-1]["image_size"] == result["image_size"]
+    # The preview shows the best strokes so far, which are the result's at the end (3-decimal rounding).
+    assert previews[-1]["strokes"] == [[[round(v, 3) for v in point] for point in s] for s in result["strokes"]]
+    assert result["svg"].startswith("<?xml") and 'viewBox="0 0 300 200"' in result["svg"]
+    assert result["svg"].count("<path ") == 4
+
+
+def test_stop_returns_the_best_strokes_so_far(engines: list[Engine], photo: Path, tmp_path: Path) -> None:
+    engine = _start(engines, _request(photo, LONG), tmp_path)
+    engine.until("progress")
+    engine.send(json.dumps({"protocol": 1, "type": "stop"}))
+    result = engine.until("result")[-1]
+    assert result["stopped_early"] is True and 0 < result["iterations_run"] < 100000
+    assert len(result["strokes"]) == 4
+    engine.proc.stdin.close()  # type: ignore[union-attr]
+    assert _exits_within(engine.proc, 10) == 0
+
+
+def test_cancel_replies_cancelled_and_exits(engines: list[Engine], photo: Path, tmp_path: Path) -> None:
+    engine = _start(engines, _request(photo, LONG), tmp_path)
+    engine.until("progress")
+    engine.send("this is not JSON, and is ignored")
+    engine.send(json.dumps({"protocol": 1, "type": "cancel"}))
+    error = [m for m in engine.rest() if m["type"] != "progress"]
+    assert [(m["type"], m["code"]) for m in error] == [("error", "cancelled")]
+    assert _exits_within(engine.proc, 5) != 0
+
+
+def test_end_of_stdin_ends_the_engine(engines: list[Engine], photo: Path, tmp_path: Path) -> None:
+    engine = _start(engines, _request(photo, LONG), tmp_path)
+    engine.until("progress")
+    engine.proc.stdin.close()  # type: ignore[union-attr]
+    assert _exits_within(engine.proc, 5) != 0
+    assert all(m["type"] in ("progress", "preview", "error") for m in engine.rest())
+
+
+def test_sigterm_ends_the_engine(engines: list[Engine], photo: Path, tmp_path: Path) -> None:
+    engine = _start(engines, _request(photo, LONG), tmp_path)
+    engine.until("progress")
+    engine.proc.send_signal(signal.SIGTERM)
+    assert _exits_within(engine.proc, 5) != 0
+    assert [m["code"] for m in engine.rest() if m["type"] == "error"] in ([], ["cancelled"])
+
+
+PARENT = """
+import json, subprocess, sys
+engine = subprocess.Popen([sys.executable, "-m", "clipasso_engine", "serve", "--stdio"],
+                          stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+engine.stdin.write(sys.argv[1] + "\\n")
+engine.stdin.flush()
+for line in engine.stdout:
+    if json.loads(line)["type"] == "progress":
+        break
+print(engine.pid, flush=True)
+input()  # wait to be killed
+"""
+
+
+def _alive(pid: int) -> bool:
+    """Whether ``pid`` is a running process (a zombie waiting for its reaper counts as gone)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def test_parent_death_leaves_no_engine(tiny_env: TinyModels, photo: Path) -> None:
+    parent = subprocess.Popen(
+        [sys.executable, "-c", PARENT, json.dumps(_request(photo, LONG))],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        env=_env(),
+        text=True,
+    )
+    engine_pid = 0
+    try:
+        assert parent.stdout is not None
+        engine_pid = int(parent.stdout.readline())
+        assert _alive(engine_pid)
+        parent.kill()  # SIGKILL: no chance to clean up; the engine only sees its stdin end
+        parent.wait()
+        deadline = time.monotonic() + 8
+        while _alive(engine_pid) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not _alive(engine_pid)
+    finally:
+        parent.kill()
+        parent.wait()
+        if engine_pid and _alive(engine_pid):
+            os.kill(engine_pid, signal.SIGKILL)
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ("{not json", "not valid JSON"),
+        ('{"protocol": 1, "type": "draw"}', '"type": "sketch"'),
+        ('{"protocol": 2, "type": "sketch", "image": "a.png"}', "speaks protocol 1"),
+        ('{"protocol": 1, "type": "sketch"}', 'needs "image"'),
+        ('{"protocol": 1, "type": "sketch", "image": "a.png", "settings": []}', '"settings" must be'),
+        ('{"protocol": 1, "type": "sketch", "image": "a.png", "preview_interval_s": -1}', "non-negative"),
+    ],
+)
+def test_bad_requests(line: str, message: str) -> None:
+    with pytest.raises(BadRequest, match=re.escape(message)):
+        parse_request(line)
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [{"strokes": 0}, {"colour": "red"}, {"preset": "slow"}, {"width": "thick"}, {"geometric_layers": 3}],
+)
+def test_bad_settings_are_bad_settings_not_crashes(settings: dict[str, Any]) -> None:
+    with pytest.raises(SettingsError) as caught:
+        parse_request(json.dumps({"protocol": 1, "type": "sketch", "image": "a.png", "settings": settings}))
+    assert caught.value.code == "bad_settings" and str(caught.value).endswith(".")
+
+
+def test_a_bad_request_gets_one_error_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    handlers = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
+    out = io.StringIO()
+    try:
+        status = serve_stdio(io.StringIO("{not json\n"), out)
+    finally:
+        for signum, handler in handlers.items():
+            signal.signal(signum, handler)
+    assert status != 0
+    lines = out.getvalue().splitlines()
+    assert len(lines) == 1
+    assert json.loads(lines[0]) == {
+        "protocol": 1,
+        "type": "error",
+        "code": "bad_request",
+        "message": json.loads(lines[0])["message"],
+    }
+
+
+def test_errors_after_start_are_one_error_line(engines: list[Engine], photo: Path, tmp_path: Path) -> None:
+    truncated = tmp_path / "truncated.png"
+    truncated.write_bytes(photo.read_bytes()[:300])
+    bad_image = _start(engines, _request(truncated, TINY), tmp_path)
+    # Real model names with no cached weights and downloads off: the message names both fixes.
+    no_weights = _start(
+        engines,
+        _request(photo, TINY),
+        tmp_path,
+        CLIPASSO_LOSS_MODEL="RN50",
+        CLIPASSO_LOSS_WEIGHTS="openai",
+        CLIPASSO_MODEL_CONFIG="",
+        HF_HUB_OFFLINE="1",
+    )
+    image_error, weights_error = bad_image.rest(), no_weights.rest()
+    assert [m["type"] for m in image_error] == ["started", "error"] and image_error[1]["code"] == "bad_image"
+    assert "truncated" in image_error[1]["message"]
+    assert weights_error[-1]["type"] == "error" and weights_error[-1]["code"] == "weights_missing"
+    assert [m["type"] for m in weights_error[:-1]] in (["started"], ["started", "status"])
+    text = weights_error[-1]["message"]
+    assert "clipasso models fetch" in text and "local checkpoint" in text
+    assert bad_image.proc.wait(timeout=10) != 0 and no_weights.proc.wait(timeout=10) != 0
