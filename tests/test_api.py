@@ -221,3 +221,10 @@ def test_result_dict_and_svg_share_the_provenance(tiny_env: TinyModels) -> None:
     svg = result.to_svg()
     assert 'viewBox="0 0 320 160"' in svg and svg.count("<path ") == 6
     assert f'"loss":{result.loss!r}' in svg.replace(" ", "")
+
+
+def test_the_package_exports_the_api() -> None:
+    import clipasso_engine
+
+    assert clipasso_engine.sketch is sketch and clipasso_engine.SketchResult is SketchResult
+    assert clipasso_engine.RunControl is RunControl
