@@ -22,22 +22,12 @@ from typing import Any
 import torch
 
 from .augment import apply_augmentations, draw_augmentations
-from .config import CANVAS, PRESETS, SketchSettings, preset_settings
+from .config import CANVAS, SketchSettings, preset_settings
 from .models import LossNetwork, clip_normalize, load_clip_visual, resolve_device
 from .optimize import autocast_context, flush_denormals, optimise_strokes, sketch_images
 from .render import render
 from .saliency import clip_attention_map, sampling_probabilities, xdog
 from .strokes import initial_strokes
-
-
-def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or mps (default auto)")
-    parser.add_argument("--presets", default=",".join(PRESETS), help="comma-separated presets (default: all)")
-    parser.add_argument("--strokes", type=int, default=16, help="strokes per sketch (default 16)")
-    parser.add_argument("--measure", type=int, default=0, help="iterations timed per preset (default: 3 CPU, 50 GPU)")
-    parser.add_argument("--repeats", type=int, default=3, help="repeats of each breakdown timing (median)")
-    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: torch's choice)")
-    parser.add_argument("--json", help="also write the figures to this JSON file")
 
 
 def _sync(device: torch.device) -> None:

@@ -177,6 +177,16 @@ def cmd_models_fetch(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_bench_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or mps (default auto)")
+    parser.add_argument("--presets", default=",".join(PRESETS), help="comma-separated presets (default: all)")
+    parser.add_argument("--strokes", type=int, default=16, help="strokes per sketch (default 16)")
+    parser.add_argument("--measure", type=int, default=0, help="iterations timed per preset (default: 3 CPU, 50 GPU)")
+    parser.add_argument("--repeats", type=int, default=3, help="repeats of each breakdown timing (median)")
+    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: torch's choice)")
+    parser.add_argument("--json", help="also write the figures to this JSON file")
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
     from .bench import run_bench
 
@@ -210,9 +220,7 @@ def build_parser() -> argparse.ArgumentParser:
     fetch.set_defaults(run=cmd_models_fetch)
 
     bench = commands.add_parser("bench", help="time each preset against the loss network's floor")
-    from .bench import add_bench_arguments
-
-    add_bench_arguments(bench)
+    _add_bench_arguments(bench)
     bench.set_defaults(run=cmd_bench)
     return parser
 

@@ -56,6 +56,8 @@ class SketchSettings:
     preset: str = "paper"  # name of the preset these settings started from (provenance only)
 
     def __post_init__(self) -> None:
+        for spec in dataclasses.fields(self):
+            _check_type(spec.name, str(spec.type), getattr(self, spec.name))
         _check_positive_int("strokes", self.strokes, upper=4096)
         _check_positive_int("iterations", self.iterations, upper=1_000_000)
         _check_positive_int("seeds", self.seeds, upper=64)
@@ -103,6 +105,29 @@ class SketchSettings:
             if key in data and data[key] is not None:
                 data[key] = tuple(data[key])
         return base.replace(**data)
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+#: Annotation (as written above) -> check of a value and the words for the error message.
+_TYPE_CHECKS: dict[str, tuple[Any, str]] = {
+    "int": (lambda v: isinstance(v, int) and not isinstance(v, bool), "a whole number"),
+    "float": (_is_number, "a number"),
+    "float | None": (lambda v: v is None or _is_number(v), "a number or null"),
+    "str": (lambda v: isinstance(v, str), "a string"),
+    "str | None": (lambda v: v is None or isinstance(v, str), "a string or null"),
+    "tuple[str, ...]": (lambda v: isinstance(v, tuple) and all(isinstance(x, str) for x in v), "a list of names"),
+    "tuple[float, ...]": (lambda v: isinstance(v, tuple) and all(_is_number(x) for x in v), "a list of numbers"),
+}
+
+
+def _check_type(name: str, annotation: str, value: object) -> None:
+    # Settings also arrive as JSON (the protocol): a wrong type must be a clear SettingsError, not a TypeError later.
+    check, words = _TYPE_CHECKS[annotation]
+    if not check(value):
+        raise SettingsError(f"{name} must be {words}, got {value!r}.")
 
 
 def _check_positive_int(name: str, value: object, *, upper: int) -> None:

@@ -15,6 +15,13 @@ class ClipassoError(Exception):
     exit_status = 1
 
 
+class BadRequest(ClipassoError):
+    """The request line is not JSON, not a sketch request, or misses a field."""
+
+    code = "bad_request"
+    exit_status = 2
+
+
 class SettingsError(ClipassoError, ValueError):
     """An option has an invalid value."""
 

@@ -20,7 +20,7 @@ from collections.abc import Callable
 from typing import IO, TYPE_CHECKING, Any
 
 from .config import SketchSettings
-from .errors import ClipassoError, SettingsError
+from .errors import BadRequest, ClipassoError, SettingsError
 from .version import __version__
 
 if TYPE_CHECKING:
@@ -30,13 +30,6 @@ if TYPE_CHECKING:
 PROTOCOL_VERSION = 1
 #: Seconds a cancelled run may take to wind down before the watchdog ends the process.
 EXIT_GRACE_S = 3.0
-
-
-class BadRequest(ClipassoError):
-    """The request line is not JSON, not a sketch request, or misses a field."""
-
-    code = "bad_request"
-    exit_status = 2
 
 
 class _Writer:
