@@ -39,6 +39,7 @@ _SETTING_OPTIONS = {
     "saliency_weights": "saliency_weights",
     "model_config": "model_config",
     "augmentations": "augmentations",
+    "early_stop": "early_stop_delta",
 }
 
 
@@ -54,6 +55,12 @@ def _add_setting_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--seed", type=int, help="base seed: same input, settings and seed give the same strokes")
     group.add_argument("--width", type=float, help="stroke width in output pixels (default: 3/224 of the longer side)")
     group.add_argument("--augmentations", type=int, help="augmented pairs per iteration (paper: 4)")
+    group.add_argument(
+        "--early-stop",
+        type=float,
+        metavar="DELTA",
+        help="stop when two evaluations in a row change by at most DELTA (default 1e-5; 0: never)",
+    )
     group.add_argument("--device", help="auto, cpu, cuda, cuda:N or mps (default: auto)")
     group.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16"], help="loss-network precision")
     group.add_argument("--saliency", choices=["clip", "dino"], help="saliency backend (default: clip)")
