@@ -1,8 +1,8 @@
 """The differentiable stroke renderer: reference images and gradient, a real SVG renderer, robustness, fitting.
 
-Reference data (``shared/data/renderer_reference``, described in ``shared/spec/renderer.md``): a 16-stroke scene on
-224², its exact box-filtered coverage (diffvg, 64×64 samples per pixel), cairo's render of its SVG, and the exact
-gradient of an MSE loss. Margins are stated beside each threshold.
+Reference data (``tests/data/renderer_reference``, a copy of ``shared/data/renderer_reference``, described in
+``shared/spec/renderer.md``): a 16-stroke scene on 224², its exact box-filtered coverage (diffvg, 64×64 samples per
+pixel), cairo's render of its SVG, and the exact gradient of an MSE loss. Margins are stated beside each threshold.
 """
 
 from __future__ import annotations
@@ -18,13 +18,14 @@ import torch
 
 from clipasso_engine.render import render
 
-REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "data" / "renderer_reference"
+# A copy of shared/data/renderer_reference, kept with the tests so a bare clone can run them.
+REFERENCE = Path(__file__).resolve().parent / "data" / "renderer_reference"
 
 
 def _reference(name: str) -> torch.Tensor:
     path = REFERENCE / name
     if not path.exists():
-        pytest.fail(f"reference data missing: {path} (the shared checkout must sit beside the repository)")
+        pytest.fail(f"reference data missing: {path}")
     return torch.from_numpy(np.load(path)).double()
 
 
