@@ -15,7 +15,14 @@ from clipasso_engine.config import SketchSettings
 from clipasso_engine.errors import Cancelled
 from clipasso_engine.losses import clip_pair_losses
 from clipasso_engine.models import LossNetwork, clip_normalize, load_loss_network
-from clipasso_engine.optimize import Progress, RunControl, optimise_strokes, seed_losses, sketch_images
+from clipasso_engine.optimize import (
+    Progress,
+    RunControl,
+    autocast_context,
+    optimise_strokes,
+    seed_losses,
+    sketch_images,
+)
 from clipasso_engine.render import render
 
 CPU = torch.device("cpu")
@@ -217,3 +224,36 @@ def test_cancel_raises_and_stop_returns_best_so_far(network: LossNetwork) -> Non
     cancelling.cancel()
     with pytest.raises(Cancelled):
         optimise_strokes(initial, target, network, settings, plan, width=3.0, control=cancelling)
+
+
+def _accelerator() -> torch.device | None:
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if torch.backends.mps.is_available():
+        return torch.device("mps")
+    return None
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(_accelerator() is None, reason="needs a CUDA or MPS device")
+def test_mixed_precision_gives_the_same_losses_and_gradients(tiny_models: TinyModels) -> None:
+    """On GPU the loss network runs under autocast: losses within 2% and gradients aligned with fp32's."""
+    device = _accelerator()
+    assert device is not None
+    network = load_loss_network(tiny_models.settings(), device)
+    target = target_image(scene(5)).to(device)
+    grids = draw_augmentations(0, 1, 4).to(device).grids(0)
+    results = {}
+    for precision in ("fp32", "auto"):
+        settings = SketchSettings(precision=precision)
+        autocast = autocast_context(device, precision)
+        points = torch.stack([scene(3), scene(4)]).to(device).requires_grad_(True)
+        with torch.no_grad(), autocast:
+            clean_target = network(clip_normalize(target[None]))
+        per_seed, _ = seed_losses(points, target, clean_target, network, grids, settings, 3.0, autocast)
+        per_seed.sum().backward()
+        assert points.grad is not None
+        results[precision] = (per_seed.detach().cpu(), points.grad.cpu())
+    torch.testing.assert_close(results["auto"][0], results["fp32"][0], rtol=0.02, atol=0)
+    cosine = F.cosine_similarity(results["auto"][1].flatten(), results["fp32"][1].flatten(), dim=0)
+    assert float(cosine) > 0.99
