@@ -216,7 +216,7 @@ def run_bench(args: argparse.Namespace) -> int:
         settings = preset_settings(name).replace(strokes=args.strokes)
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(device)
-        with flush_denormals(device):
+        with flush_denormals():
             report["presets"][name] = bench_preset(
                 name, settings, network, saliency_visual, device, measure, args.repeats, load_s
             )
