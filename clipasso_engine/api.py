@@ -156,7 +156,7 @@ def sketch(
 
     status("saliency", f"Finding salient regions with {settings.saliency} ({settings.saliency_model})…")
     probabilities = saliency_probabilities(prepared.image, prepared.mask, settings, device)
-    width_canvas = output_width(settings, prepared) / prepared.scale
+    width = output_width(settings, prepared)
     initial = torch.stack(
         [
             initial_strokes(
@@ -182,16 +182,16 @@ def sketch(
         network,
         settings,
         plan,
-        width=width_canvas,
+        width=width / prepared.scale,
         control=control,
-        on_progress=_image_frame_progress(on_progress, prepared, output_width(settings, prepared)),
+        on_progress=_image_frame_progress(on_progress, prepared, width),
         progress_interval_s=progress_interval_s,
     )
     timings["optimise_s"] = round(time.monotonic() - mark, 4)
     timings["total_s"] = round(time.monotonic() - started, 4)
     return SketchResult(
         strokes=strokes_to_image_frame(outcome.points, prepared),
-        width=output_width(settings, prepared),
+        width=width,
         image_size=prepared.image_size,
         seed=settings.run_seeds[outcome.seed_index],
         loss=outcome.best_loss,
