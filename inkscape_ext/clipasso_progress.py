@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sys
 import warnings
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -20,6 +21,8 @@ Gtk: Any = None
 GLib: Any = None
 GdkPixbuf: Any = None
 Gdk: Any = None
+#: Whether PyGObject can hand a cairo context to Python (Debian: python3-gi-cairo); without it, no live preview.
+CAN_DRAW = False
 
 
 @contextlib.contextmanager
@@ -37,7 +40,7 @@ def stderr_to(path: str) -> Iterator[None]:
 
 def available(log: str) -> bool:
     """Whether a window can be shown: GTK 3 through PyGObject, and a display it can open."""
-    global Gtk, GLib, GdkPixbuf, Gdk
+    global Gtk, GLib, GdkPixbuf, Gdk, CAN_DRAW
     if os.environ.get("CLIPASSO_NO_WINDOW"):
         return False
     if os.name == "posix" and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
@@ -59,6 +62,11 @@ def available(log: str) -> bool:
             return False
         if not _Gtk.init_check(None)[0]:
             return False
+        try:
+            gi.require_foreign("cairo")
+            CAN_DRAW = True
+        except ImportError:
+            print("No live preview: PyGObject's cairo support (python3-gi-cairo) is missing.", file=sys.stderr)
     Gtk, GLib, GdkPixbuf, Gdk = _Gtk, _GLib, _GdkPixbuf, _Gdk
     return True
 
@@ -92,8 +100,9 @@ class ProgressWindow:
         self.status = Gtk.Label(xalign=0, label="Starting the engine…")
         self.bar = Gtk.ProgressBar(show_text=True)
         self.area = Gtk.DrawingArea()
-        self.area.set_size_request(320, 320)
-        self.area.connect("draw", self.on_draw)
+        self.area.set_size_request(320, 320 if CAN_DRAW else 1)
+        if CAN_DRAW:
+            self.area.connect("draw", self.on_draw)
         buttons = Gtk.Box(spacing=8)
         self.stop_button = Gtk.Button.new_with_mnemonic("_Stop and use current")
         self.stop_button.connect("clicked", self.on_stop)

@@ -69,6 +69,9 @@ def test_stop_inserts_the_current_best(xserver: str, fake_engine: FakeEngine) ->
     assert b'data-clipasso-stopped-early="true"' in out
     (request,) = fake_engine.request_log()
     assert request["preview_interval_s"] > 0  # the window asks for previews
+    # GTK's and the draw callback's errors go to the log: the live preview must have drawn without any.
+    log = (fake_engine.cache / "clipasso" / "inkscape-engine.log").read_text(errors="replace")
+    assert "Error" not in log and "No live preview" not in log, log
 
 
 def test_stop_before_any_strokes_changes_nothing(xserver: str, fake_engine: FakeEngine) -> None:
