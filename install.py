@@ -112,6 +112,21 @@ def sandbox_notes() -> list[str]:
     return notes
 
 
+def window_note() -> str | None:
+    """Advice when Inkscape's Python (Linux: /usr/bin/python3) lacks GTK 3 or its cairo bridge for the window."""
+    python = Path("/usr/bin/python3")
+    if not sys.platform.startswith("linux") or not python.exists() or not shutil.which("inkscape"):
+        return None
+    probe = "import gi; gi.require_version('Gtk', '3.0'); from gi.repository import Gtk; gi.require_foreign('cairo')"
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")}
+    if subprocess.run([str(python), "-c", probe], capture_output=True, env=env).returncode == 0:
+        return None
+    return (
+        "Inkscape's Python lacks GTK 3 or its cairo support, so the extension will run without its progress window "
+        "or live preview. On Debian/Ubuntu: `sudo apt install gir1.2-gtk-3.0 python3-gi-cairo`."
+    )
+
+
 def run(command: list[str], dry_run: bool) -> None:
     say("$ " + " ".join(command))
     if not dry_run:
@@ -138,6 +153,9 @@ def install(env: Path, ext_dir: Path, system_site: bool, dry_run: bool) -> None:
             shutil.copy2(HERE / "inkscape_ext" / name, target / name)
         record = {"python": str(python), "venv": str(env), "source": str(HERE)}
         (target / RECORD).write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+    note = window_note()
+    if note:
+        say("Note: " + note)
     say("Done: restart Inkscape, select an image, then Extensions ▸ Images ▸ CLIPasso Sketch…")
     say(f"Model weights are fetched once with `{python} -m clipasso_engine models fetch` (needs the internet).")
 
