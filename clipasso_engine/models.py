@@ -14,6 +14,7 @@ every tag resolve from the cache only.
 from __future__ import annotations
 
 import difflib
+import functools
 import itertools
 import json
 import os
@@ -72,9 +73,18 @@ def imagenet_normalize(images: Tensor) -> Tensor:
 
 
 def _normalize(images: Tensor, mean: tuple[float, float, float], std: tuple[float, float, float]) -> Tensor:
-    m = torch.tensor(mean, dtype=images.dtype, device=images.device).view(1, 3, 1, 1)
-    s = torch.tensor(std, dtype=images.dtype, device=images.device).view(1, 3, 1, 1)
+    m, s = _constants(mean, std, images.device, images.dtype)
     return (images - m) / s
+
+
+@functools.lru_cache(maxsize=16)
+def _constants(
+    mean: tuple[float, float, float], std: tuple[float, float, float], device: torch.device, dtype: torch.dtype
+) -> tuple[Tensor, Tensor]:
+    # Built once per device: a host-to-device copy on every call would sit inside the optimisation loop.
+    m = torch.tensor(mean, dtype=dtype, device=device).view(1, 3, 1, 1)
+    s = torch.tensor(std, dtype=dtype, device=device).view(1, 3, 1, 1)
+    return m, s
 
 
 def resolve_device(name: str) -> torch.device:

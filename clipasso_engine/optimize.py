@@ -282,17 +282,20 @@ def optimise_strokes(
                     current_best,
                 )
             )
-        if bool(done.all()) and completed < settings.iterations:
+        if completed < settings.iterations and bool(done.all()):
             stopped = True
             break
 
-    winner = int(torch.argmin(best_loss))
+    # One transfer for every number the result needs: the loop's only synchronisation besides progress.
+    losses = torch.cat([best_loss, torch.stack(history) if history else best_loss[:0]]).tolist()
+    best_by_seed, evaluations = losses[:seeds], losses[seeds:]
+    winner = min(range(seeds), key=best_by_seed.__getitem__)
     return OptimisationResult(
         points=best_points[winner].detach().clone(),
         seed_index=winner,
-        best_loss=float(best_loss[winner]),
-        seed_losses=[float(v) for v in best_loss],
+        best_loss=best_by_seed[winner],
+        seed_losses=best_by_seed,
         iterations_run=completed,
         stopped_early=stopped,
-        history=[float(v) for v in history],
+        history=evaluations,
     )

@@ -257,3 +257,28 @@ def test_mixed_precision_gives_the_same_losses_and_gradients(tiny_models: TinyMo
     torch.testing.assert_close(results["auto"][0], results["fp32"][0], rtol=0.02, atol=0)
     cosine = F.cosine_similarity(results["auto"][1].flatten(), results["fp32"][1].flatten(), dim=0)
     assert float(cosine) > 0.99
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA (torch's sync debug mode)")
+def test_no_host_synchronisation_inside_the_loop(tiny_models: TinyModels) -> None:
+    """With progress off, a whole run synchronises once: the single transfer of the result's numbers."""
+    import warnings
+
+    device = torch.device("cuda")
+    network = load_loss_network(tiny_models.settings(), device)
+    target = target_image(scene(5)).to(device)
+    initial = torch.stack([scene(3), scene(4)]).to(device)
+    settings = SketchSettings(iterations=12, seeds=2, augmentations=2)
+    plan = draw_augmentations(0, settings.iterations, settings.augmentations).to(device)
+    optimise_strokes(initial, target, network, settings.replace(iterations=1), plan, width=3.0)  # warm-up
+    torch.cuda.synchronize()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        torch.cuda.set_sync_debug_mode("warn")
+        try:
+            optimise_strokes(initial, target, network, settings, plan, width=3.0, progress_interval_s=1e9)
+        finally:
+            torch.cuda.set_sync_debug_mode("default")
+    syncs = [w for w in caught if "synchroniz" in str(w.message)]
+    assert len(syncs) == 1, [str(w.message) for w in syncs]
