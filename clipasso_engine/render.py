@@ -45,7 +45,10 @@ def _bernstein(t: Tensor) -> Tensor:
 
 def _per_stroke(value: float | Tensor, batch_shape: tuple[int, ...], like: Tensor) -> Tensor:
     """A scalar or (B?, N)-broadcastable per-stroke value as a flat (M,) tensor on ``like``'s device and dtype."""
-    v = torch.as_tensor(value, device=like.device, dtype=like.dtype)
+    if not isinstance(value, Tensor):
+        # A fill, not a host-to-device copy: copying a Python number to a GPU would synchronise with it.
+        return torch.full((batch_shape[0] * batch_shape[1],), float(value), device=like.device, dtype=like.dtype)
+    v = value.to(device=like.device, dtype=like.dtype)
     return v.expand(batch_shape).reshape(-1)
 
 
