@@ -172,6 +172,24 @@ def _on_signals(handler: Callable[[int, Any], None]) -> None:
         signal.signal(signum, handler)
 
 
+def _terminate_with_parent() -> None:
+    """Linux: have the kernel send SIGTERM when the parent dies.
+
+    A backstop for end of stdin, which a parent that handed the pipe to other children would never cause. Elsewhere
+    end of stdin is the only signal. Failing here is harmless, so every error is ignored.
+    """
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        pr_set_pdeathsig = 1
+        libc.prctl(pr_set_pdeathsig, signal.SIGTERM, 0, 0, 0)
+    except (OSError, AttributeError):
+        pass
+
+
 def serve_stdio(stdin: IO[str] | None = None, stdout: IO[str] | None = None) -> int:
     """Run one request from ``stdin`` and write replies to ``stdout``. Returns the process exit status.
 
@@ -181,6 +199,7 @@ def serve_stdio(stdin: IO[str] | None = None, stdout: IO[str] | None = None) -> 
     writer = _Writer(stdout or _protocol_stdout())
     # SIGTERM/SIGINT before a request: there is nothing to wind down.
     _on_signals(lambda signum, _frame: os._exit(128 + signum))
+    _terminate_with_parent()
     line = stdin.readline()
     if not line:
         return 3  # the parent went away before asking anything

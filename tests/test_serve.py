@@ -208,10 +208,13 @@ engine = subprocess.Popen([sys.executable, "-m", "clipasso_engine", "serve", "--
                           stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
 engine.stdin.write(sys.argv[1] + "\\n")
 engine.stdin.flush()
+holder = 0
+if sys.argv[2] == "shared":  # a grandchild keeps the engine's stdin open: end of file will never come
+    holder = subprocess.Popen(["sleep", "60"], pass_fds=(engine.stdin.fileno(),)).pid
 for line in engine.stdout:
     if json.loads(line)["type"] == "progress":
         break
-print(engine.pid, flush=True)
+print(engine.pid, holder, flush=True)
 input()  # wait to be killed
 """
 
@@ -225,18 +228,23 @@ def _alive(pid: int) -> bool:
     return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
-def test_parent_death_leaves_no_engine(tiny_env: TinyModels, photo: Path) -> None:
+@pytest.mark.parametrize("stdin", ["own", "shared"])
+def test_parent_death_leaves_no_engine(tiny_env: TinyModels, photo: Path, stdin: str) -> None:
+    """The parent is SIGKILLed; with "shared", another process still holds the engine's stdin, so only the kernel's
+    parent-death signal (Linux) can tell the engine."""
+    if stdin == "shared" and not sys.platform.startswith("linux"):
+        pytest.skip("the parent-death signal is Linux's")
     parent = subprocess.Popen(
-        [sys.executable, "-c", PARENT, json.dumps(_request(photo, LONG))],
+        [sys.executable, "-c", PARENT, json.dumps(_request(photo, LONG)), stdin],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         env=_env(),
         text=True,
     )
-    engine_pid = 0
+    engine_pid = holder_pid = 0
     try:
         assert parent.stdout is not None
-        engine_pid = int(parent.stdout.readline())
+        engine_pid, holder_pid = (int(v) for v in parent.stdout.readline().split())
         assert _alive(engine_pid)
         parent.kill()  # SIGKILL: no chance to clean up; the engine only sees its stdin end
         parent.wait()
@@ -247,8 +255,9 @@ def test_parent_death_leaves_no_engine(tiny_env: TinyModels, photo: Path) -> Non
     finally:
         parent.kill()
         parent.wait()
-        if engine_pid and _alive(engine_pid):
-            os.kill(engine_pid, signal.SIGKILL)
+        for pid in (engine_pid, holder_pid):
+            if pid and _alive(pid):
+                os.kill(pid, signal.SIGKILL)
 
 
 @pytest.mark.parametrize(
