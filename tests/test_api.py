@@ -3,12 +3,10 @@ masks, progress and status callbacks, cancel and stop, determinism."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 from tiny_models import TinyModels
 
@@ -19,16 +17,6 @@ from clipasso_engine.optimize import RunControl
 
 W, H = 320, 160  # non-square on purpose: the padding offset must be undone
 DISK = (250, 60, 28)  # centre x, centre y, radius: off-centre, upper right
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread() -> Iterator[None]:
-    """One intra-op thread: on a busy 2-core machine, OpenMP threads that spin at barriers while the other core is
-    taken made tiny-model runs 10-50× slower (0.2 s vs 7-14 s for the same run)."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
 
 
 def _tiny(**changes: object) -> SketchSettings:

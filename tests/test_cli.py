@@ -20,7 +20,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from lxml import etree
 from PIL import Image
 from skimage import data as skdata
@@ -33,16 +32,6 @@ ROOT = Path(__file__).resolve().parents[1]
 SVG = "{http://www.w3.org/2000/svg}"
 TINY_RUN = ["--strokes", "6", "--iterations", "5", "--seeds", "1", "--augmentations", "1"]
 SENTINEL = b"an existing file that a failed run must not touch\n"
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread() -> Iterator[None]:
-    """One intra-op thread: on a busy 2-core machine, OpenMP threads that spin at barriers while the other core is
-    taken made tiny-model runs 10-50× slower."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
 
 
 @pytest.fixture(autouse=True)
