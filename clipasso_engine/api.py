@@ -122,17 +122,21 @@ def sketch(
     on_status: StatusCallback | None = None,
     control: RunControl | None = None,
     progress_interval_s: float = 0.25,
+    use_env: bool = True,
 ) -> SketchResult:
     """Turn an image into a CLIPasso line sketch.
 
-    ``settings`` default to the ``paper`` preset; model names and weights not set explicitly come from the
-    ``CLIPASSO_*`` environment variables. ``on_progress`` receives a :class:`SketchProgress` at most every
+    ``settings`` default to the ``paper`` preset; model names and weights still at their defaults come from the
+    ``CLIPASSO_*`` environment variables, unless ``use_env`` is false (callers that resolved the environment
+    themselves, so that an explicit option equal to a default is not overridden). ``on_progress`` receives a :class:`SketchProgress` at most every
     ``progress_interval_s`` seconds; ``on_status(stage, message)`` announces each stage. ``control.cancel()``
     stops within one iteration and raises :class:`Cancelled`; ``control.stop()`` ends early and returns the best
     strokes so far, or raises :class:`Cancelled` when it comes before the optimisation has started.
     Raises a :class:`clipasso_engine.errors.ClipassoError` for every expected problem.
     """
-    settings = settings_from_env(settings or SketchSettings())
+    settings = settings or SketchSettings()
+    if use_env:
+        settings = settings_from_env(settings)
     control = control or RunControl()
     status = on_status or (lambda stage, message: None)
     timings: dict[str, float] = {}

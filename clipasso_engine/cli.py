@@ -150,6 +150,7 @@ def cmd_sketch(args: argparse.Namespace) -> int:
             mask=args.mask,
             on_progress=bar.update if bar else None,
             on_status=bar.status if bar else None,
+            use_env=False,  # settings_from_args already put explicit options over the environment
         )
     except KeyboardInterrupt:
         raise Cancelled("interrupted; nothing was written.") from None

@@ -238,6 +238,7 @@ def serve_stdio(stdin: IO[str] | None = None, stdout: IO[str] | None = None) -> 
             on_progress=_progress_handler(writer, preview_interval),
             on_status=on_status,
             control=control,
+            use_env=False,  # resolved above, for the "started" message
         )
     except ClipassoError as exc:
         writer.send("error", code=exc.code, message=str(exc))

@@ -330,3 +330,19 @@ def test_presets_environment_and_options_stack(tiny_env: TinyModels, monkeypatch
     assert explicit.loss_model == "RN101"
     assert settings_from_args(parser.parse_args(["sketch", "i", "-o", "o"])).loss_model == "RN50"
     assert SketchSettings().strokes == paper.strokes
+
+
+def test_an_explicit_option_equal_to_a_default_beats_the_environment(
+    tiny_env: TinyModels, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`--loss-weights openai` is the default value, yet explicit: the environment must not replace it later."""
+    image = tmp_path / "cat.png"
+    Image.fromarray(skdata.chelsea()[::4, ::4]).save(image)
+    monkeypatch.setenv("CLIPASSO_LOSS_WEIGHTS", str(tmp_path / "from-the-environment.pt"))
+    monkeypatch.setenv("CLIPASSO_LOSS_MODEL", "RN50")
+    status = main(["sketch", str(image), "-o", str(tmp_path / "o.svg"), "--loss-model", "RN101",
+                   "--loss-weights", "openai", "--iterations", "1", "--seeds", "1"])  # fmt: skip
+    err = capsys.readouterr().err
+    # Offline (tiny_env sets HF_HUB_OFFLINE), RN101's openai weights are missing: the error names them,
+    # not the environment's file or model.
+    assert status != 0 and "RN101" in err and "from-the-environment" not in err and "RN50" not in err, err
