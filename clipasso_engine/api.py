@@ -19,7 +19,7 @@ from torch import Tensor
 
 from .augment import draw_augmentations
 from .config import CANVAS, SketchSettings
-from .errors import Cancelled
+from .errors import Cancelled, OutOfMemory
 from .image_io import PreparedImage, prepare_image
 from .models import LossNetwork, load_loss_network, resolve_device, settings_from_env
 from .optimize import OptimisationResult, Progress, RunControl, optimise_strokes
@@ -128,11 +128,11 @@ def sketch(
 
     ``settings`` default to the ``paper`` preset; model names and weights still at their defaults come from the
     ``CLIPASSO_*`` environment variables, unless ``use_env`` is false (callers that resolved the environment
-    themselves, so that an explicit option equal to a default is not overridden). ``on_progress`` receives a :class:`SketchProgress` at most every
-    ``progress_interval_s`` seconds; ``on_status(stage, message)`` announces each stage. ``control.cancel()``
-    stops within one iteration and raises :class:`Cancelled`; ``control.stop()`` ends early and returns the best
-    strokes so far, or raises :class:`Cancelled` when it comes before the optimisation has started.
-    Raises a :class:`clipasso_engine.errors.ClipassoError` for every expected problem.
+    themselves, so that an explicit option equal to a default is not overridden). ``on_progress`` receives a
+    :class:`SketchProgress` at most every ``progress_interval_s`` seconds; ``on_status(stage, message)`` announces
+    each stage. ``control.cancel()`` stops within one iteration and raises :class:`Cancelled`; ``control.stop()``
+    ends early and returns the best strokes so far, or raises :class:`Cancelled` when it comes before the
+    optimisation has started. Raises a :class:`clipasso_engine.errors.ClipassoError` for every expected problem.
     """
     settings = settings or SketchSettings()
     if use_env:
@@ -180,17 +180,22 @@ def sketch(
         distortion=settings.perspective_distortion,
         crop=settings.crop_size,
     ).to(device)
-    outcome: OptimisationResult = optimise_strokes(
-        initial,
-        prepared.image.to(device),
-        network,
-        settings,
-        plan,
-        width=width / prepared.scale,
-        control=control,
-        on_progress=_image_frame_progress(on_progress, prepared, width),
-        progress_interval_s=progress_interval_s,
-    )
+    try:
+        outcome: OptimisationResult = optimise_strokes(
+            initial,
+            prepared.image.to(device),
+            network,
+            settings,
+            plan,
+            width=width / prepared.scale,
+            control=control,
+            on_progress=_image_frame_progress(on_progress, prepared, width),
+            progress_interval_s=progress_interval_s,
+        )
+    except (torch.OutOfMemoryError, MemoryError) as err:
+        raise OutOfMemory(
+            f"The {device} device ran out of memory; try fewer seeds (--seeds 1), fewer strokes, or --device cpu."
+        ) from err
     timings["optimise_s"] = round(time.monotonic() - mark, 4)
     timings["total_s"] = round(time.monotonic() - started, 4)
     return SketchResult(

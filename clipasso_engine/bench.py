@@ -11,7 +11,6 @@ import argparse
 import json
 import logging
 import os
-import resource
 import statistics
 import sys
 import tempfile
@@ -79,6 +78,10 @@ def _peak_memory_mb(device: torch.device) -> tuple[float, str]:
         return torch.cuda.max_memory_allocated(device) / 2**20, "CUDA max_memory_allocated"
     if device.type == "mps":
         return torch.mps.driver_allocated_memory() / 2**20, "MPS driver_allocated_memory"
+    try:
+        import resource  # Unix only
+    except ImportError:
+        return float("nan"), "not measured on this platform"
     # ru_maxrss is KiB on Linux, bytes on macOS; it is the whole process's peak, models included.
     scale = 1 if sys.platform == "darwin" else 1024
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale / 2**20, "process peak RSS"

@@ -74,6 +74,17 @@ class SketchSettings:
             raise SettingsError("geometric_layers and geometric_weights must have the same length.")
         if not 0 <= self.augmentation_pool <= 10_000:
             raise SettingsError(f"augmentation_pool must be between 0 and 10000, got {self.augmentation_pool}.")
+        if not 0 <= self.seed < 2**31:
+            raise SettingsError(f"seed must be a whole number from 0 to {2**31 - 1}, got {self.seed}.")
+        for name in ("lr", "softmax_temperature"):
+            if not getattr(self, name) > 0:
+                raise SettingsError(f"{name} must be a positive number, got {getattr(self, name)}.")
+        if not 0 <= self.perspective_distortion <= 1:
+            raise SettingsError(f"perspective_distortion must be between 0 and 1, got {self.perspective_distortion}.")
+        if not 0 <= self.random_walk_step <= 1:
+            raise SettingsError(f"random_walk_step must be between 0 and 1, got {self.random_walk_step}.")
+        if not self.early_stop_delta >= 0:
+            raise SettingsError(f"early_stop_delta must be zero or positive, got {self.early_stop_delta}.")
         if not 0 < self.crop_size <= CANVAS:
             raise SettingsError(f"crop_size must be between 1 and {CANVAS}, got {self.crop_size}.")
 

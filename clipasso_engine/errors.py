@@ -59,6 +59,12 @@ class DeviceError(ClipassoError):
     code = "bad_device"
 
 
+class OutOfMemory(ClipassoError):
+    """The device ran out of memory; the message suggests a smaller run."""
+
+    code = "out_of_memory"
+
+
 class OutputError(ClipassoError):
     """The output file cannot be written."""
 

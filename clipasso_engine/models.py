@@ -27,6 +27,7 @@ from typing import Any, Literal
 
 import open_clip
 import torch
+from safetensors import SafetensorError
 from torch import Tensor, nn
 
 from .config import SketchSettings
@@ -323,7 +324,7 @@ def read_state_dict(path: str) -> dict[str, Tensor]:
             data: Any = load_file(path, device="cpu")
         else:
             data = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, OSError, ValueError, EOFError) as err:
+    except (pickle.UnpicklingError, RuntimeError, OSError, ValueError, EOFError, SafetensorError) as err:
         raise _unreadable(path) from err
     for key in ("state_dict", "model"):
         if isinstance(data, dict) and isinstance(data.get(key), dict):
@@ -373,7 +374,7 @@ def load_clip_visual(
         )
     except pickle.UnpicklingError as err:  # what weights_only loading raises for anything but tensors
         raise _unreadable(checkpoint) from err
-    except (RuntimeError, KeyError, ValueError) as err:
+    except (RuntimeError, KeyError, ValueError, SafetensorError) as err:
         raise ModelConfigError(f"The {role} checkpoint {checkpoint} does not load into {arch}: {err}") from err
     visual = model.visual
     if not isinstance(visual, nn.Module):
