@@ -103,8 +103,13 @@ def _loss_network(settings: SketchSettings, device: torch.device) -> LossNetwork
 
 
 def output_width(settings: SketchSettings, prepared: PreparedImage) -> float:
-    """Stroke width in image px: the user's, or 3/224 of the padded square's side (the paper's 3 px at 224)."""
-    return settings.width if settings.width is not None else CANVAS_STROKE_WIDTH * prepared.scale
+    """Stroke width in image px: the user's (in px, or a fraction of the longer side, which is the padded square's
+    side), else 3/224 of that side (the paper's 3 px at 224)."""
+    if settings.width is not None:
+        return settings.width
+    if settings.width_fraction is not None:
+        return settings.width_fraction * prepared.square_side
+    return CANVAS_STROKE_WIDTH * prepared.scale
 
 
 def strokes_to_image_frame(points: Tensor, prepared: PreparedImage) -> list[list[list[float]]]:

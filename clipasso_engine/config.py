@@ -23,6 +23,7 @@ class SketchSettings:
     # --- strokes -------------------------------------------------------------------------------------------
     strokes: int = 16  # N cubic Béziers: the abstraction level (paper: 4/8/16/32)
     width: float | None = None  # visible width in *output* pixels; None: 3/224 of the padded square's side
+    width_fraction: float | None = None  # or: the width as a fraction of the image's longer side (the extension's)
     # --- optimisation --------------------------------------------------------------------------------------
     iterations: int = 2000  # Adam steps (paper: ~2000 to converge, recognisable by 100-300)
     seeds: int = 3  # independent runs; the one with the lowest evaluation loss is kept
@@ -66,6 +67,10 @@ class SketchSettings:
             raise SettingsError(f"augmentations must be between 0 and 64, got {self.augmentations}.")
         if self.width is not None and not self.width > 0:
             raise SettingsError(f"width must be a positive number of pixels, got {self.width}.")
+        if self.width_fraction is not None and not 0 < self.width_fraction <= 1:
+            raise SettingsError(f"width_fraction must be between 0 and 1, got {self.width_fraction}.")
+        if self.width is not None and self.width_fraction is not None:
+            raise SettingsError("Give the stroke width either in pixels (width) or as width_fraction, not both.")
         if self.saliency not in ("clip", "dino"):
             raise SettingsError(f"saliency must be 'clip' or 'dino', got {self.saliency!r}.")
         if self.precision not in ("auto", "fp32", "bf16", "fp16"):

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import base64
 import os
-import struct
 import urllib.parse
 import urllib.request
 from dataclasses import dataclass
@@ -89,58 +88,6 @@ def _decode_data_uri(href: str, label: str, workdir: str) -> str:
     with open(path, "wb") as out:
         out.write(data)
     return path
-
-
-def longer_side(path: str) -> int | None:
-    """The longer side in pixels of a PNG, GIF, BMP, WebP or JPEG file, read from its header (None: unknown).
-
-    The longer side does not change under EXIF rotation, so it needs no orientation handling.
-    """
-    with open(path, "rb") as f:
-        head = f.read(64 * 1024)
-    size: tuple[int, int] | None = None
-    if head.startswith(b"\x89PNG\r\n\x1a\n") and len(head) >= 24:
-        size = struct.unpack(">II", head[16:24])
-    elif head[:6] in (b"GIF87a", b"GIF89a"):
-        size = struct.unpack("<HH", head[6:10])
-    elif head.startswith(b"BM") and len(head) >= 26:
-        w, h = struct.unpack("<ii", head[18:26])
-        size = (abs(w), abs(h))
-    elif head.startswith(b"RIFF") and head[8:12] == b"WEBP":
-        size = _webp_size(head)
-    elif head.startswith(b"\xff\xd8"):
-        size = _jpeg_size(head)
-    return max(size) if size and min(size) > 0 else None
-
-
-def _webp_size(head: bytes) -> tuple[int, int] | None:
-    chunk = head[12:16]
-    if chunk == b"VP8 " and len(head) >= 30:
-        w, h = struct.unpack("<HH", head[26:30])
-        return w & 0x3FFF, h & 0x3FFF
-    if chunk == b"VP8L" and len(head) >= 25:
-        bits = int.from_bytes(head[21:25], "little")
-        return (bits & 0x3FFF) + 1, ((bits >> 14) & 0x3FFF) + 1
-    if chunk == b"VP8X" and len(head) >= 30:
-        return int.from_bytes(head[24:27], "little") + 1, int.from_bytes(head[27:30], "little") + 1
-    return None
-
-
-def _jpeg_size(head: bytes) -> tuple[int, int] | None:
-    i = 2
-    while i + 9 < len(head):
-        if head[i] != 0xFF:
-            return None
-        marker = head[i + 1]
-        if marker in (0xD8, 0x01) or 0xD0 <= marker <= 0xD7:
-            i += 2
-            continue
-        length = struct.unpack(">H", head[i + 2 : i + 4])[0]
-        if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):  # start-of-frame markers
-            h, w = struct.unpack(">HH", head[i + 5 : i + 9])
-            return w, h
-        i += 2 + length
-    return None
 
 
 @dataclass(frozen=True)

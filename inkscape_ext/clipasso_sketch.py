@@ -22,7 +22,7 @@ warnings.simplefilter("ignore")
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from clipasso_client import Cancelled, EngineRun, engine_python, log_path, run_headless  # noqa: E402
-from clipasso_image import Placement, image_file, longer_side, placement  # noqa: E402
+from clipasso_image import Placement, image_file, placement  # noqa: E402
 
 #: Stroke width default: the engine's own default, 3/224 of the padded square's side, as a percentage.
 DEFAULT_WIDTH_PERCENT = 1.34
@@ -90,9 +90,7 @@ class Sketch(inkex.EffectExtension):
             settings["iterations"] = opts.iterations
         if opts.seeds > 0:
             settings["seeds"] = opts.seeds
-        longer = longer_side(image)
-        if longer:  # the engine's width is in the image's pixels; unknown sizes keep the engine's default
-            settings["width"] = round(opts.width / 100.0 * longer, 4)
+        settings["width_fraction"] = opts.width / 100.0  # of the longer side, which the engine knows
         return {"image": image, "mask": None, "settings": settings}
 
     def sketch_all(self, python: str, labels: list[str], files: list[str], log: str) -> list[dict[str, Any]]:
@@ -136,7 +134,7 @@ class Sketch(inkex.EffectExtension):
                 group.set("transform", img.get("transform"))
         if place.clipped:
             group.set("clip-path", f"url(#{self.clip(group_id, place)})")
-        style = self.stroke_style(place, max(width_px, height_px))
+        style = self.stroke_style(place, float(result["width"]))
         for k, stroke in enumerate(result["strokes"]):
             (x0, y0), (x1, y1), (x2, y2), (x3, y3) = (place.pixels_to_user.apply_to_point(p) for p in stroke)
             path = inkex.PathElement()
@@ -149,9 +147,10 @@ class Sketch(inkex.EffectExtension):
             image_style["display"] = "none"
             img.set("style", str(image_style))
 
-    def stroke_style(self, place: Placement, longer_px: int) -> str:
+    def stroke_style(self, place: Placement, width_px: float) -> str:
+        """The strokes' style; the width is the one the engine optimised (image px), in the group's units."""
         color = self.options.color
-        width = self.options.width / 100.0 * longer_px * place.scale
+        width = width_px * place.scale
         return str(
             inkex.Style(
                 {

@@ -12,7 +12,7 @@ from tiny_models import TinyModels
 
 from clipasso_engine.api import SketchProgress, SketchResult, sketch
 from clipasso_engine.config import SketchSettings
-from clipasso_engine.errors import Cancelled, MaskError
+from clipasso_engine.errors import Cancelled, MaskError, SettingsError
 from clipasso_engine.optimize import RunControl
 
 W, H = 320, 160  # non-square on purpose: the padding offset must be undone
@@ -216,3 +216,17 @@ def test_the_package_exports_the_api() -> None:
 
     assert clipasso_engine.sketch is sketch and clipasso_engine.SketchResult is SketchResult
     assert clipasso_engine.RunControl is RunControl
+
+
+def test_width_in_pixels_or_as_a_fraction_of_the_longer_side(tmp_path: Path) -> None:
+    from clipasso_engine.api import output_width
+    from clipasso_engine.image_io import prepare_image
+
+    path = tmp_path / "wide.png"
+    Image.new("RGB", (320, 160), "white").save(path)
+    prepared = prepare_image(path)
+    assert output_width(SketchSettings(), prepared) == pytest.approx(3 / 224 * 320)
+    assert output_width(SketchSettings(width=7.0), prepared) == 7.0
+    assert output_width(SketchSettings(width_fraction=0.05), prepared) == pytest.approx(16.0)
+    with pytest.raises(SettingsError, match="not both"):
+        SketchSettings(width=7.0, width_fraction=0.05)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import inkex
 import pytest
-from clipasso_image import image_file, longer_side
+from clipasso_image import image_file
 from conftest import DATA
 
 IMAGES = DATA / "images"
@@ -32,7 +32,6 @@ def test_data_uri_every_format(ext: str, tmp_path: Path) -> None:
     wrapped = "\n".join(encoded[i : i + 76] for i in range(0, len(encoded), 76))
     path = image_file(image_element(f"data:{MIMES[ext]};base64,{wrapped}"), str(tmp_path / "doc.svg"), str(tmp_path))
     assert Path(path).read_bytes() == raw
-    assert longer_side(path) == 64
 
 
 def test_data_uri_percent_encoded(tmp_path: Path) -> None:
@@ -68,9 +67,3 @@ def test_linked_relative_absolute_file_uri_and_absref(tmp_path: Path, monkeypatc
 def test_unreadable_links_name_the_fix(href: str, message: str, tmp_path: Path) -> None:
     with pytest.raises(inkex.AbortExtension, match=message):
         image_file(image_element(href), str(tmp_path / "doc.svg"), str(tmp_path))
-
-
-def test_longer_side_unknown_format(tmp_path: Path) -> None:
-    junk = tmp_path / "junk.img"
-    junk.write_bytes(b"not an image at all")
-    assert longer_side(str(junk)) is None

@@ -154,7 +154,14 @@ def test_request_settings_and_clean_environment(fake_engine: FakeEngine, monkeyp
     assert request["preview_interval_s"] == 0.0  # no window, no previews
     assert Path(request["image"]).suffix == ".png"
     settings = request["settings"]
-    assert settings == {"preset": "fast", "strokes": 8, "seed": 0, "device": "cpu", "iterations": 5, "width": 1.6}
+    assert settings == {
+        "preset": "fast",
+        "strokes": 8,
+        "seed": 0,
+        "device": "cpu",
+        "iterations": 5,
+        "width_fraction": 0.025,
+    }
     (environment,) = fake_engine.environment_log()
     assert "PYTHONPATH" not in environment and environment["CLIPASSO_LOSS_MODEL"] == "tiny-rn"
     assert not Path(request["image"]).exists()  # the decoded copy is cleaned up
