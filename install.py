@@ -98,10 +98,9 @@ def sandbox_notes() -> list[str]:
     inkscape = shutil.which("inkscape") or ""
     if FLATPAK_DIR.exists():
         notes.append(
-            f"A Flatpak Inkscape is installed ({FLATPAK_DIR}). Its sandbox cannot run the engine's Python: give it "
-            f"access with `flatpak override --user --filesystem={default_venv().parent} org.inkscape.Inkscape` "
-            f"and rerun with `--extensions-dir {FLATPAK_DIR / 'extensions'}`, or use Inkscape from your "
-            "distribution or the AppImage."
+            f"A Flatpak Inkscape is installed ({FLATPAK_DIR}). Its sandbox cannot start the engine's Python (the "
+            "environment's interpreter lives outside the sandbox), so the extension will not work there: use "
+            "Inkscape from your distribution or the AppImage."
         )
     if SNAP_DIR.exists() or inkscape.startswith("/snap/"):
         notes.append(
@@ -134,6 +133,11 @@ def run(command: list[str], dry_run: bool) -> None:
 
 
 def install(env: Path, ext_dir: Path, system_site: bool, dry_run: bool) -> None:
+    if sys.version_info < (3, 10):  # the engine's environment is made from this Python
+        raise SystemExit(
+            f"The engine needs Python 3.10 or newer; this is {sys.version.split()[0]}. "
+            "Run the installer with a newer Python, for example `python3.11 install.py`."
+        )
     python = venv_python(env)
     if python.exists():
         say(f"Upgrading the engine's environment {env}")
@@ -181,18 +185,15 @@ def check(ext_dir: Path) -> int:
         settings = {"preset": "fast", "strokes": 2, "iterations": 2, "seeds": 1, "device": "cpu"}
         request = {"protocol": 1, "type": "sketch", "image": str(image), "settings": settings, "preview_interval_s": 0}
         log = Path(tmp) / "engine.log"
-        with (
-            log.open("w") as err,
-            subprocess.Popen(
-                [python, "-m", "clipasso_engine", "serve", "--stdio"],
-                stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE,
-                stderr=err,
-                text=True,
-                env=env,
-                cwd=tmp,
-            ) as proc,
-        ):
+        with log.open("w") as err, subprocess.Popen(
+            [python, "-m", "clipasso_engine", "serve", "--stdio"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=err,
+            text=True,
+            env=env,
+            cwd=tmp,
+        ) as proc:
             assert proc.stdin is not None and proc.stdout is not None
             proc.stdin.write(json.dumps(request) + "\n")
             proc.stdin.flush()  # stdin stays open until the result: end of file would cancel the run

@@ -63,6 +63,15 @@ def log_path() -> str:
     return os.path.join(folder, "inkscape-engine.log")
 
 
+def _own_group() -> dict[str, Any]:
+    """Popen arguments that give the engine its own process group, so Cancel can end everything it started
+    (and, on Windows, no console window)."""
+    if os.name == "nt":
+        flags = getattr(subprocess, "CREATE_NEW_PROCESS_GROUP", 0) | getattr(subprocess, "CREATE_NO_WINDOW", 0)
+        return {"creationflags": flags}
+    return {"start_new_session": True}
+
+
 class EngineRun:
     """One engine process sketching one image; read its messages with ``read()``."""
 
@@ -78,7 +87,7 @@ class EngineRun:
             stderr=log,
             env=engine_env(),
             cwd=tempfile.gettempdir(),  # never the extension folder: ``-m`` puts the cwd on sys.path
-            start_new_session=True,  # its own process group, so Cancel can kill everything it started
+            **_own_group(),
         )
         self.send({"type": "sketch", **request})
 
@@ -88,7 +97,7 @@ class EngineRun:
         try:
             self.proc.stdin.write((json.dumps({"protocol": PROTOCOL, **message}) + "\n").encode())
             self.proc.stdin.flush()
-        except (BrokenPipeError, ValueError):
+        except (OSError, ValueError):  # a closed pipe: BrokenPipeError, or EINVAL on Windows
             pass
 
     def parse(self, line: bytes) -> dict[str, Any] | None:
@@ -116,8 +125,17 @@ class EngineRun:
 
     def kill(self) -> None:
         """Kill the engine's whole process group and reap it (Cancel, or any failure on our side)."""
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(self.proc.pid, signal.SIGKILL)
+        if self.proc.returncode is None:  # once reaped, its pid (and group id) may belong to another process
+            if os.name == "nt":
+                # Windows has no process groups to signal: end the engine's whole process tree.
+                subprocess.run(
+                    ["taskkill", "/T", "/F", "/PID", str(self.proc.pid)],
+                    capture_output=True,
+                    creationflags=getattr(subprocess, "CREATE_NO_WINDOW", 0),
+                )
+            else:
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(self.proc.pid, signal.SIGKILL)
         self.proc.wait()
         self._close_pipes()
 

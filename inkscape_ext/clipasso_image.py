@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import os
+import tempfile
 import urllib.parse
 import urllib.request
 from dataclasses import dataclass
@@ -77,15 +78,17 @@ def _decode_data_uri(href: str, label: str, workdir: str) -> str:
     mime = parts[0].strip().lower()
     try:
         if "base64" in (p.strip().lower() for p in parts[1:]):
-            data = base64.b64decode("".join(payload.split()), validate=False)
+            text = "".join(payload.split())
+            data = base64.b64decode(text + "=" * (-len(text) % 4), validate=False)  # padding may be missing
         else:
             data = urllib.parse.unquote_to_bytes(payload)
     except ValueError as err:
         raise inkex.AbortExtension(f"The embedded data of image '{label}' is damaged ({err}); re-embed it.") from err
     if not data:
         raise inkex.AbortExtension(f"The embedded data of image '{label}' is empty; re-embed the image.")
-    path = os.path.join(workdir, f"{label}{_SUFFIXES.get(mime, '.img')}")
-    with open(path, "wb") as out:
+    # A fresh name, not the element id: ids may repeat across calls or hold characters Windows refuses.
+    handle, path = tempfile.mkstemp(suffix=_SUFFIXES.get(mime, ".img"), dir=workdir)
+    with os.fdopen(handle, "wb") as out:
         out.write(data)
     return path
 

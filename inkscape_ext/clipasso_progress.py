@@ -43,8 +43,10 @@ def available(log: str) -> bool:
     global Gtk, GLib, GdkPixbuf, Gdk, CAN_DRAW
     if os.environ.get("CLIPASSO_NO_WINDOW"):
         return False
-    if os.name == "posix" and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
-        return False
+    if os.name == "nt":
+        return False  # GLib cannot watch a pipe's file descriptor there: run without a window
+    if sys.platform.startswith("linux") and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
+        return False  # batch use; macOS has no DISPLAY and relies on Gtk.init_check below
     os.environ.setdefault("NO_AT_BRIDGE", "1")  # no accessibility-bus warnings on a bare X server
     with stderr_to(log), warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -181,6 +183,14 @@ class ProgressWindow:
         try:
             result = self.run.outcome(message)
             self.run.finish()
+        except Cancelled as err:
+            if self.stopping and self.results:
+                # "Stop and use current" before this image had strokes: keep the images already sketched.
+                self.run.kill()
+                Gtk.main_quit()
+            else:
+                self.finish_with(err)
+            return
         except BaseException as err:
             self.finish_with(err)
             return

@@ -52,6 +52,8 @@ class Sketch(inkex.EffectExtension):
             with tempfile.TemporaryDirectory(prefix="clipasso-") as workdir:
                 files = [image_file(img, self.options.input_file, workdir) for img in images]
                 results = self.sketch_all(python, [img.get_id() for img in images], files, log)
+            for img, result in zip(images, results):  # fewer results after "Stop and use current"
+                self.insert(img, result)
         except Cancelled:
             return False  # unchanged document: Inkscape makes no undo step and shows nothing
         except inkex.AbortExtension:
@@ -62,8 +64,6 @@ class Sketch(inkex.EffectExtension):
             raise inkex.AbortExtension(
                 f"CLIPasso Sketch failed unexpectedly ({type(err).__name__}: {err}); details are in {log}."
             ) from err
-        for img, result in zip(images, results, strict=False):
-            self.insert(img, result)
         return True
 
     def selected_images(self) -> list[inkex.Image]:
@@ -107,9 +107,7 @@ class Sketch(inkex.EffectExtension):
                 return EngineRun(python, request, log_file)
 
             if window:
-                return clipasso_progress.run_with_window(
-                    list(zip(labels, files, strict=True)), start, self.options.color, log
-                )
+                return clipasso_progress.run_with_window(list(zip(labels, files)), start, self.options.color, log)
             return [run_headless(start(i)) for i in range(len(files))]
 
     def insert(self, img: inkex.Image, result: dict[str, Any]) -> None:
