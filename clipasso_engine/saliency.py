@@ -7,6 +7,7 @@ softmax with temperature over its positive entries.
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import torch
@@ -205,6 +206,16 @@ def sampling_probabilities(attention: Tensor, edges: Tensor, mask: Tensor | None
     return probabilities
 
 
+@functools.lru_cache(maxsize=1)
+def _saliency_network(
+    backend: str, arch: str, weights: str, model_config: str | None, device: torch.device
+) -> nn.Module:
+    """The saliency model, kept so that sketching many images in one process loads it once."""
+    if backend == "dino":
+        return load_dino(dino_weights(SketchSettings(saliency="dino", saliency_weights=weights)), device=device)
+    return load_clip_visual(arch, weights, device=device, model_config=model_config, role="saliency")
+
+
 def saliency_probabilities(
     image: Tensor, mask: Tensor | None, settings: SketchSettings, device: torch.device
 ) -> Tensor:
@@ -216,18 +227,12 @@ def saliency_probabilities(
     """
     batch = image.to(device=device, dtype=torch.float32)[None]
     clip_batch = clip_normalize(batch)
+    network = _saliency_network(settings.saliency, settings.saliency_model, settings.saliency_weights,
+                                settings.model_config, device)  # fmt: skip
     if settings.saliency == "dino":
-        dino = load_dino(dino_weights(settings), device=device)
-        attention = dino_attention_map(dino, imagenet_normalize(batch))
+        attention = dino_attention_map(network, imagenet_normalize(batch))
     else:
-        visual = load_clip_visual(
-            settings.saliency_model,
-            settings.saliency_weights,
-            device=device,
-            model_config=settings.model_config,
-            role="saliency",
-        )
-        attention = clip_attention_map(visual, clip_batch)
+        attention = clip_attention_map(network, clip_batch)
     edges = xdog(clip_batch[0])
     return sampling_probabilities(
         attention, edges, None if mask is None else mask.to(device), settings.softmax_temperature

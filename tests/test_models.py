@@ -251,8 +251,9 @@ def test_folding_batch_norms_keeps_the_function_and_its_gradient(tiny_models: Ti
     sum(v.sum() for v in out_a.values()).backward()
     sum(v.sum() for v in out_b.values()).backward()
     assert a.grad is not None and b.grad is not None
-    # Rounding differs between the folded and the plain convolutions: compare against the gradient's own scale.
-    assert float((b.grad - a.grad).abs().max()) < 1e-4 * float(a.grad.abs().max())
+    # Rounding differs between the folded and the plain convolutions, and where it flips a ReLU input across zero
+    # a single pixel's gradient can change: compare the whole gradient, relative to its norm.
+    assert float((b.grad - a.grad).norm()) < 1e-3 * float(a.grad.norm())
 
 
 def test_loss_network_stages_are_found_by_name(tiny_models: TinyModels) -> None:
