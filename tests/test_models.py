@@ -243,7 +243,7 @@ def test_folding_batch_norms_keeps_the_function_and_its_gradient(tiny_models: Ti
     plain, fast = LossNetwork(visual(), optimise=False), LossNetwork(visual())
     assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in fast.modules())
     assert any(isinstance(m, torch.nn.BatchNorm2d) for m in plain.modules())
-    images = torch.rand(2, 3, 224, 224)
+    images = torch.rand(2, 3, 224, 224, generator=torch.Generator().manual_seed(1))
     a, b = images.clone().requires_grad_(True), images.clone().requires_grad_(True)
     out_a, out_b = plain(a), fast(b)
     for name in out_a:
@@ -251,9 +251,9 @@ def test_folding_batch_norms_keeps_the_function_and_its_gradient(tiny_models: Ti
     sum(v.sum() for v in out_a.values()).backward()
     sum(v.sum() for v in out_b.values()).backward()
     assert a.grad is not None and b.grad is not None
-    # Rounding differs between the folded and the plain convolutions, and where it flips a ReLU input across zero
-    # a single pixel's gradient can change: compare the whole gradient, relative to its norm.
-    assert float((b.grad - a.grad).norm()) < 1e-3 * float(a.grad.norm())
+    # Rounding differs between the folded and the plain convolutions: typically 1e-6 of the gradient's norm, but
+    # where it flips a ReLU input across zero up to ~3e-3 (measured over 8 random inputs). A wrong fold is O(1).
+    assert float((b.grad - a.grad).norm()) < 1e-2 * float(a.grad.norm())
 
 
 def test_loss_network_stages_are_found_by_name(tiny_models: TinyModels) -> None:
