@@ -184,11 +184,13 @@ def seed_losses(
     seed's 1 + A pairs; the clean pair loss is the method's evaluation loss of these points.
     ``augmented_target_features``: the target's features under ``grids`` when already known (a cached pool).
     """
-    autocast = autocast if autocast is not None else contextlib.nullcontext()
+    autocast = autocast or contextlib.nullcontext()
     seeds, augs = points.shape[0], grids.shape[0]
-    sketches = sketch_images(points, width)
-    batch = torch.cat([sketches, apply_augmentations(sketches, grids)]) if augs else sketches
-    sketch_features = _pair_features(network, batch, autocast)
+    # Warp the grey sketches, then repeat them to RGB: a third of the resampling work of warping three equal channels.
+    grey = render(points, (CANVAS, CANVAS), width=width).unsqueeze(1)
+    if augs:
+        grey = torch.cat([grey, apply_augmentations(grey, grids)])
+    sketch_features = _pair_features(network, grey.expand(-1, 3, -1, -1), autocast)
     augmented_targets = augmented_target_features
     if augmented_targets is None:
         augmented_targets = target_features(network, target, grids, autocast)
