@@ -382,6 +382,17 @@ def load_clip_visual(
     return _freeze(visual, device)
 
 
+def resolve_dino_weights(weights: str, *, download: bool = True) -> str:
+    """The local file of DINO ``weights``: ``dino`` (the published ViT-S/8, from the cache or downloaded) or a file."""
+    if _is_path(weights):
+        return resolve_clip_weights("DINO", weights, role="saliency")
+    if weights == DINO_TAG:
+        return _hub_file(DINO_REPO, DINO_FILES, model="DINO ViT-S/8", role="saliency", download=download)
+    raise ModelConfigError(
+        f"With --saliency dino, the saliency weights must be {DINO_TAG!r} or a DINO checkpoint file, not {weights!r}."
+    )
+
+
 def load_dino(weights: str, *, device: torch.device, download: bool = True) -> nn.Module:
     """The frozen DINO ViT (timm VisionTransformer) for ``weights``: ``dino`` (ViT-S/8) or a checkpoint file.
 
@@ -390,15 +401,7 @@ def load_dino(weights: str, *, device: torch.device, download: bool = True) -> n
     """
     from timm.models.vision_transformer import VisionTransformer
 
-    if _is_path(weights):
-        path = resolve_clip_weights("DINO", weights, role="saliency")
-    elif weights == DINO_TAG:
-        path = _hub_file(DINO_REPO, DINO_FILES, model="DINO ViT-S/8", role="saliency", download=download)
-    else:
-        raise ModelConfigError(
-            f"With --saliency dino, the saliency weights must be {DINO_TAG!r} or a DINO "
-            f"checkpoint file, not {weights!r}."
-        )
+    path = resolve_dino_weights(weights, download=download)
     state = {k: v for k, v in read_state_dict(path).items() if not k.startswith("head.")}
     try:
         width = state["cls_token"].shape[-1]
@@ -578,9 +581,5 @@ def fetch_models(settings: SketchSettings) -> list[str]:
         lines.append(f"{arch} ({weights}): {resolve_clip_weights(arch, weights, role=role)}")
     if settings.saliency == "dino":
         weights = dino_weights(settings)
-        if _is_path(weights):
-            path = resolve_clip_weights("DINO", weights, role="saliency")
-        else:
-            path = _hub_file(DINO_REPO, DINO_FILES, model="DINO ViT-S/8", role="saliency", download=True)
-        lines.append(f"DINO ViT ({weights}): {path}")
+        lines.append(f"DINO ViT ({weights}): {resolve_dino_weights(weights)}")
     return lines
