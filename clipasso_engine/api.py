@@ -6,10 +6,11 @@ the batched optimisation, and the mapping of the winning strokes back to the inp
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,11 +20,12 @@ from torch import Tensor
 
 from .augment import draw_augmentations
 from .config import CANVAS, SketchSettings
-from .errors import Cancelled, OutOfMemory
+from .errors import Cancelled, ClipassoError, is_out_of_memory, out_of_memory
 from .image_io import PreparedImage, prepare_image
 from .models import LossNetwork, load_loss_network, resolve_device, settings_from_env
 from .optimize import OptimisationResult, Progress, RunControl, optimise_strokes
 from .saliency import saliency_probabilities
+from .seeding import augmentation_seed, initialisation_seed
 from .strokes import initial_strokes
 from .svg import strokes_to_svg
 from .version import __version__
@@ -51,9 +53,10 @@ class SketchResult:
     strokes: list[list[list[float]]]  # N × 4 × [x, y], image px
     width: float  # stroke width, image px
     image_size: tuple[int, int]  # (W, H) after EXIF orientation
-    seed: int  # the winning run's seed
+    seed: int  # the base seed: with settings.seeds it reproduces every run (seeding.py)
+    winning_run: int  # which of the settings.seeds runs won, from 0
     loss: float  # its best evaluation loss
-    seed_losses: list[float]
+    seed_losses: list[float]  # best evaluation loss of each run
     iterations_run: int
     stopped_early: bool
     device: str
@@ -66,7 +69,10 @@ class SketchResult:
         return {
             "generator": "clipasso-engine",
             "engine_version": self.engine_version,
+            # What reproduces these strokes on the same device: the base seed and the seed count, given back.
             "seed": self.seed,
+            "seeds": self.settings.seeds,
+            "winning_run": self.winning_run,
             "loss": self.loss,
             "iterations_run": self.iterations_run,
             "stopped_early": self.stopped_early,
@@ -160,32 +166,39 @@ def sketch(
 
     mark = checkpoint("prepare_s", started)
     status("loading_models", f"Loading the loss network {settings.loss_model} ({settings.loss_weights})…")
-    network = _loss_network(settings, device)
+    with _out_of_memory_as_error(device, "loading the models"):
+        network = _loss_network(settings, device)
     mark = checkpoint("load_models_s", mark)
 
     status("saliency", f"Finding salient regions with {settings.saliency} ({settings.saliency_model})…")
-    probabilities = saliency_probabilities(prepared.image, prepared.mask, settings, device)
+    with _out_of_memory_as_error(device, "computing the saliency map"):
+        probabilities = saliency_probabilities(prepared.image, prepared.mask, settings, device)
+        initial = torch.stack(
+            [
+                initial_strokes(
+                    probabilities,
+                    settings.strokes,
+                    initialisation_seed(settings.seed, run),
+                    step=settings.random_walk_step,
+                    canvas=CANVAS,
+                    device=device,
+                )
+                for run in range(settings.seeds)
+            ]
+        )
     width = output_width(settings, prepared)
-    initial = torch.stack(
-        [
-            initial_strokes(
-                probabilities, settings.strokes, seed, step=settings.random_walk_step, canvas=CANVAS, device=device
-            )
-            for seed in settings.run_seeds
-        ]
-    )
     mark = checkpoint("saliency_s", mark)
 
     status("optimising", f"Optimising {settings.strokes} strokes, {settings.seeds} seed(s) at once on {device}…")
     plan = draw_augmentations(
-        settings.seed,
+        augmentation_seed(settings.seed),
         settings.iterations,
         settings.augmentations,
         size=CANVAS,
         distortion=settings.perspective_distortion,
         crop=settings.crop_size,
     ).to(device)
-    try:
+    with _out_of_memory_as_error(device, "optimising the strokes"):
         outcome: OptimisationResult = optimise_strokes(
             initial,
             prepared.image.to(device),
@@ -197,17 +210,14 @@ def sketch(
             on_progress=_image_frame_progress(on_progress, prepared, width),
             progress_interval_s=progress_interval_s,
         )
-    except (torch.OutOfMemoryError, MemoryError) as err:
-        raise OutOfMemory(
-            f"The {device} device ran out of memory; try fewer seeds (--seeds 1), fewer strokes, or --device cpu."
-        ) from err
     timings["optimise_s"] = round(time.monotonic() - mark, 4)
     timings["total_s"] = round(time.monotonic() - started, 4)
     return SketchResult(
         strokes=strokes_to_image_frame(outcome.points, prepared),
         width=width,
         image_size=prepared.image_size,
-        seed=settings.run_seeds[outcome.seed_index],
+        seed=settings.seed,
+        winning_run=outcome.seed_index,
         loss=outcome.best_loss,
         seed_losses=outcome.seed_losses,
         iterations_run=outcome.iterations_run,
@@ -216,6 +226,19 @@ def sketch(
         settings=settings,
         timings=timings,
     )
+
+
+@contextlib.contextmanager
+def _out_of_memory_as_error(device: torch.device, stage: str) -> Iterator[None]:
+    """Running out of memory in any stage, in any of torch's forms (CUDA, MPS, CPU), is one sentence."""
+    try:
+        yield
+    except ClipassoError:
+        raise
+    except Exception as exc:
+        if is_out_of_memory(exc):
+            raise out_of_memory(device, stage) from exc
+        raise
 
 
 def _image_frame_progress(

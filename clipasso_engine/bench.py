@@ -109,19 +109,19 @@ def bench_preset(
         normalised = clip_normalize(target.unsqueeze(0))
         attention = clip_attention_map(saliency_visual, normalised)
         probabilities = sampling_probabilities(attention, xdog(normalised[0]), None, settings.softmax_temperature)
-        for seed in settings.run_seeds:
-            initial_strokes(probabilities, settings.strokes, seed, device=device)
+        for run in range(settings.seeds):
+            initial_strokes(probabilities, settings.strokes, run, device=device)
 
     points = torch.stack(
         [
             initial_strokes(torch.ones(CANVAS, CANVAS, device=device) / CANVAS**2, settings.strokes, s, device=device)
-            for s in settings.run_seeds
+            for s in range(settings.seeds)
         ]
     )
 
     def render_step() -> None:
         p = points.clone().requires_grad_(True)
-        render(p, (CANVAS, CANVAS), width=width).sum().backward()
+        render(p, (CANVAS, CANVAS), stroke_width=width, check_finite=False).sum().backward()  # as the loop calls it
 
     sketches = sketch_images(points, width)[:, :1].contiguous()  # the loop warps the grey channel only
 
@@ -225,7 +225,7 @@ def run_bench(args: argparse.Namespace) -> int:
             )
     print(format_table(report))
     if args.json:
-        from .svg import write_atomic
+        from .files import write_atomic
 
         write_atomic(args.json, json.dumps(report, indent=2) + "\n")
     return 0

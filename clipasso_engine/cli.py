@@ -7,7 +7,6 @@ bug and goes through :func:`format_unexpected`.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import signal
@@ -16,8 +15,16 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
-from .config import PRESETS, SketchSettings, preset_settings
-from .errors import Cancelled, ClipassoError, OutputError
+from .config import AUTO_PRESET, PRESET_CHOICES, PRESETS, SketchSettings, choose_preset, preset_settings
+from .errors import (
+    Cancelled,
+    ClipassoError,
+    InputImageError,
+    MaskError,
+    OutputConflictError,
+    OutputError,
+    format_unexpected,
+)
 from .version import __version__
 
 if TYPE_CHECKING:  # importing torch costs seconds; `clipasso --help` and `--version` should not pay it
@@ -46,7 +53,12 @@ _SETTING_OPTIONS = {
 def _add_setting_options(parser: argparse.ArgumentParser) -> None:
     defaults = SketchSettings()
     group = parser.add_argument_group("sketch settings (defaults: the chosen preset's)")
-    group.add_argument("--preset", choices=sorted(PRESETS), default="paper", help="named settings (default: paper)")
+    group.add_argument(
+        "--preset",
+        choices=PRESET_CHOICES,
+        default=AUTO_PRESET,
+        help="named settings; auto (default): paper on a GPU, fast on a CPU, where paper takes hours",
+    )
     group.add_argument(
         "--strokes", type=int, help=f"number of strokes, the abstraction level (default {defaults.strokes})"
     )
@@ -59,7 +71,7 @@ def _add_setting_options(parser: argparse.ArgumentParser) -> None:
         "--early-stop",
         type=float,
         metavar="DELTA",
-        help="stop when two evaluations in a row change by at most DELTA (default 1e-5; 0: never)",
+        help="stop at the second evaluation within DELTA of the best with no new best between (default 1e-5; 0: never)",
     )
     group.add_argument("--device", help="auto, cpu, cuda, cuda:N or mps (default: auto)")
     group.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16"], help="loss-network precision")
@@ -72,13 +84,31 @@ def _add_setting_options(parser: argparse.ArgumentParser) -> None:
     models.add_argument("--model-config", help="extra open_clip model config: a JSON file or a folder of them")
 
 
-def settings_from_args(args: argparse.Namespace) -> SketchSettings:
-    """Preset first, then the environment, then explicit options on top."""
-    from .models import settings_from_env
+def settings_from_args(
+    args: argparse.Namespace, device_type: str = "cpu", *, environment: bool = True
+) -> SketchSettings:
+    """The preset (``auto`` chosen for ``device_type``), then the environment, then explicit options on top.
 
-    settings = settings_from_env(preset_settings(args.preset))
+    ``environment=False`` skips the ``CLIPASSO_*`` overlay, which needs the heavy imports: the CLI validates the
+    options that way first, so that a typo fails at once rather than after torch has loaded.
+    """
+    settings = preset_settings(choose_preset(args.preset, device_type))
+    if environment:
+        from .models import settings_from_env
+
+        settings = settings_from_env(settings)
     explicit = {field: getattr(args, option) for option, field in _SETTING_OPTIONS.items()}
     return settings.replace(**{k: v for k, v in explicit.items() if v is not None})
+
+
+def resolved_settings(args: argparse.Namespace) -> SketchSettings:
+    """The settings a run uses: validated cheaply first, then ``auto`` resolved on the device the run will use."""
+    cheap = settings_from_args(args, environment=False)
+    if args.preset != AUTO_PRESET:
+        return settings_from_args(args)
+    from .models import resolve_device
+
+    return settings_from_args(args, resolve_device(cheap.device).type)
 
 
 class ProgressBar:
@@ -97,8 +127,10 @@ class ProgressBar:
 
     def update(self, progress: Progress) -> None:
         done = progress.iteration / max(progress.iterations, 1)
+        # "loss" is this iteration's training loss (it jitters with the augmentations); "best" is the lowest
+        # evaluation loss so far, the one the summary reports and whose strokes are kept.
         text = (
-            f" {progress.iteration}/{progress.iterations}  loss {progress.loss:.4f}"
+            f" {progress.iteration}/{progress.iterations}  loss now {progress.loss:.4f}  best {progress.best_loss:.4f}"
             f"  elapsed {self._clock(progress.elapsed_s)}  ETA {self._clock(progress.eta_s)} "
         )
         # A line longer than the terminal wraps, and "\r" then redraws only its last part: shrink the bar instead.
@@ -133,15 +165,37 @@ def _check_output_path(path: str) -> None:
         raise OutputError(f"Cannot write {target}: the folder {folder} is not writable.")
 
 
-def cmd_sketch(args: argparse.Namespace) -> int:
-    from .api import sketch
-    from .svg import write_atomic
+def _check_paths(args: argparse.Namespace) -> None:
+    """Missing inputs and outputs that would overwrite a file the user owns fail in a second, before torch loads."""
+    from .files import same_file
 
-    settings = settings_from_args(args)
-    for path in (args.output, args.json):
-        if path:
-            _check_output_path(path)
-    # sketch() reads the image and the mask before it loads any model, so bad input fails within a second.
+    for path, what, error in ((args.input, "image", InputImageError), (args.mask, "mask", MaskError)):
+        if path is not None and not Path(path).is_file():
+            problem = "is a folder" if Path(path).is_dir() else "does not exist"
+            raise error(f"The {what} {path} {problem}; check the path.")
+    outputs = [("output", args.output), ("JSON output", args.json)]
+    protected = [("input image", args.input), ("mask", args.mask), *outputs]
+    for name, path in outputs:
+        if not path:
+            continue
+        _check_output_path(path)
+        for other_name, other in protected:
+            if other and other_name != name and same_file(path, other):
+                raise OutputConflictError(
+                    f"The {name} {path} is the same file as the {other_name} {other}; writing it would destroy "
+                    f"that file, so choose another {name} name."
+                )
+
+
+def cmd_sketch(args: argparse.Namespace) -> int:
+    _check_paths(args)
+    settings = resolved_settings(args)
+    from .api import sketch
+    from .files import json_text, write_atomic
+
+    if args.preset == AUTO_PRESET and not args.quiet:
+        why = "a GPU" if settings.preset == "paper" else "no GPU, where paper takes hours"
+        print(f"Preset auto: {settings.preset} ({why}; --preset paper or fast to choose).", file=sys.stderr)
     bar = ProgressBar(sys.stderr) if not args.quiet and sys.stderr.isatty() else None
     try:
         result = sketch(
@@ -160,11 +214,12 @@ def cmd_sketch(args: argparse.Namespace) -> int:
     # The SVG first: if the JSON then fails, the user still has the sketch they asked for.
     write_atomic(args.output, result.to_svg())
     if args.json:
-        write_atomic(args.json, json.dumps(result.to_dict(), indent=2) + "\n")
+        write_atomic(args.json, json_text(result.to_dict()))
     if not args.quiet:
         print(
-            f"Wrote {len(result.strokes)} strokes to {args.output} (loss {result.loss:.4f}, seed {result.seed}, "
-            f"{result.iterations_run} iterations, {result.timings.get('total_s', 0.0):.1f} s on {result.device}).",
+            f"Wrote {len(result.strokes)} strokes to {args.output} (best loss {result.loss:.4f}, seed {result.seed}, "
+            f"run {result.winning_run + 1} of {result.settings.seeds}, {result.iterations_run} iterations, "
+            f"{result.timings.get('total_s', 0.0):.1f} s on {result.device}).",
             file=sys.stderr,
         )
     return 0
@@ -179,7 +234,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 def cmd_models_fetch(args: argparse.Namespace) -> int:
     from .models import fetch_models
 
-    settings = settings_from_args(args)
+    settings = resolved_settings(args)
     for path in fetch_models(settings):
         print(path)
     return 0
@@ -233,14 +288,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def format_unexpected(exc: BaseException) -> str:
-    """The one formatter for bugs: a sentence for the user, the traceback for a report."""
-    return (
-        f"clipasso: unexpected internal error ({type(exc).__name__}: {exc}). This is a bug; please report it "
-        f"with the command you ran and this message (engine {__version__})."
-    )
-
-
 def _terminate(signum: int, _frame: object) -> None:
     """SIGTERM: unwind like Ctrl-C, so that temporary files are removed and nothing half-written remains."""
     raise KeyboardInterrupt
@@ -263,5 +310,5 @@ def main(argv: Sequence[str] | None = None) -> int:
         import traceback
 
         traceback.print_exc(file=sys.stderr)
-        print(format_unexpected(exc), file=sys.stderr)
+        print(f"clipasso: {format_unexpected(exc, __version__)}", file=sys.stderr)
         return 70

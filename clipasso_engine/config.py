@@ -7,7 +7,9 @@ The Inkscape ``.inx`` is the only other place that repeats a default, and a test
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import SettingsError
@@ -27,7 +29,7 @@ class SketchSettings:
     # --- optimisation --------------------------------------------------------------------------------------
     iterations: int = 2000  # Adam steps (paper: ~2000 to converge, recognisable by 100-300)
     seeds: int = 3  # independent runs; the one with the lowest evaluation loss is kept
-    seed: int = 0  # base seed: run k uses seed + 1000·k, as the reference does (0, 1000, 2000)
+    seed: int = 0  # base seed: every random stream (each run's start, the augmentations) is derived from it
     lr: float = 1.0  # Adam learning rate on pixel coordinates, default betas, no schedule
     eval_every: int = 10  # score the clean pair every this many iterations; keep the best scored points
     early_stop_delta: float = 1e-5  # stop when two evaluations in a row change by at most this (0: never)
@@ -53,8 +55,12 @@ class SketchSettings:
     model_config: str | None = None  # extra open_clip config: a JSON file or a folder of them
     # --- execution -----------------------------------------------------------------------------------------
     device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
-    precision: str = "auto"  # auto (bf16/fp16 autocast on GPU, fp32 on CPU) | fp32 | bf16 | fp16
-    preset: str = "paper"  # name of the preset these settings started from (provenance only)
+    precision: str = (
+        "auto"  # auto (bf16/fp16 autocast on GPU, bf16 on CPUs with native bf16, else fp32) | fp32 | bf16 | fp16
+    )
+    # Name of the preset these settings started from (provenance). Not a constructor argument: a preset is applied
+    # only by name, through preset_settings(), so the recorded name cannot disagree with the values it stands for.
+    preset: str = field(default="paper", init=False)
 
     def __post_init__(self) -> None:
         for spec in dataclasses.fields(self):
@@ -63,44 +69,44 @@ class SketchSettings:
         _check_positive_int("iterations", self.iterations, upper=1_000_000)
         _check_positive_int("seeds", self.seeds, upper=64)
         _check_positive_int("eval_every", self.eval_every, upper=1_000_000)
-        if not 0 <= self.augmentations <= 64:
-            raise SettingsError(f"augmentations must be between 0 and 64, got {self.augmentations}.")
-        if self.width is not None and not self.width > 0:
-            raise SettingsError(f"width must be a positive number of pixels, got {self.width}.")
-        if self.width_fraction is not None and not 0 < self.width_fraction <= 1:
-            raise SettingsError(f"width_fraction must be between 0 and 1, got {self.width_fraction}.")
+        _check_int_range("augmentations", self.augmentations, 0, 64)
+        _check_int_range("augmentation_pool", self.augmentation_pool, 0, 10_000)
+        _check_int_range("seed", self.seed, 0, 2**31 - 1)
+        _check_int_range("crop_size", self.crop_size, 1, CANVAS)
+        # Every float is checked for finiteness and range up front: a NaN or an infinity would otherwise surface as a
+        # traceback after the whole run, or be written into the output as the non-JSON literal NaN/Infinity.
+        if self.width is not None:
+            _check_float_range("width", self.width, 0, 10_000, "pixels", low_open=True)
+        if self.width_fraction is not None:
+            _check_float_range("width_fraction", self.width_fraction, 0, 1, low_open=True)
         if self.width is not None and self.width_fraction is not None:
             raise SettingsError("Give the stroke width either in pixels (width) or as width_fraction, not both.")
-        if self.saliency not in ("clip", "dino"):
-            raise SettingsError(f"saliency must be 'clip' or 'dino', got {self.saliency!r}.")
-        if self.precision not in ("auto", "fp32", "bf16", "fp16"):
-            raise SettingsError(f"precision must be auto, fp32, bf16 or fp16, got {self.precision!r}.")
+        _check_float_range("lr", self.lr, 0, 1000, low_open=True)
+        _check_float_range("softmax_temperature", self.softmax_temperature, 0, 100, low_open=True)
+        _check_float_range("perspective_distortion", self.perspective_distortion, 0, 1)
+        _check_float_range("random_walk_step", self.random_walk_step, 0, 1)
+        _check_float_range("early_stop_delta", self.early_stop_delta, 0, 1000)
+        _check_float_range("semantic_weight", self.semantic_weight, 0, 1000)
+        for weight in self.geometric_weights:
+            _check_float_range("each of geometric_weights", weight, 0, 1000)
+        if not 1 <= len(self.geometric_layers) <= 8:
+            raise SettingsError(f"geometric_layers must name 1 to 8 stages, got {len(self.geometric_layers)}.")
         if len(self.geometric_layers) != len(self.geometric_weights):
             raise SettingsError("geometric_layers and geometric_weights must have the same length.")
-        if not 0 <= self.augmentation_pool <= 10_000:
-            raise SettingsError(f"augmentation_pool must be between 0 and 10000, got {self.augmentation_pool}.")
-        if not 0 <= self.seed < 2**31:
-            raise SettingsError(f"seed must be a whole number from 0 to {2**31 - 1}, got {self.seed}.")
-        for name in ("lr", "softmax_temperature"):
-            if not getattr(self, name) > 0:
-                raise SettingsError(f"{name} must be a positive number, got {getattr(self, name)}.")
-        if not 0 <= self.perspective_distortion <= 1:
-            raise SettingsError(f"perspective_distortion must be between 0 and 1, got {self.perspective_distortion}.")
-        if not 0 <= self.random_walk_step <= 1:
-            raise SettingsError(f"random_walk_step must be between 0 and 1, got {self.random_walk_step}.")
-        if not self.early_stop_delta >= 0:
-            raise SettingsError(f"early_stop_delta must be zero or positive, got {self.early_stop_delta}.")
-        if not 0 < self.crop_size <= CANVAS:
-            raise SettingsError(f"crop_size must be between 1 and {CANVAS}, got {self.crop_size}.")
-
-    @property
-    def run_seeds(self) -> list[int]:
-        """The seed of each independent run (reference: 0, 1000, 2000)."""
-        return [self.seed + 1000 * k for k in range(self.seeds)]
+        if self.saliency not in ("clip", "dino"):
+            raise SettingsError(f"saliency must be 'clip' or 'dino', got {_shown(self.saliency)}.")
+        if self.precision not in ("auto", "fp32", "bf16", "fp16"):
+            raise SettingsError(f"precision must be auto, fp32, bf16 or fp16, got {_shown(self.precision)}.")
+        if self.preset not in PRESETS:
+            raise SettingsError(f"Unknown preset {_shown(self.preset)}. Choose one of: {', '.join(PRESETS)}.")
 
     def replace(self, **changes: Any) -> SketchSettings:
-        """A copy with some fields changed (validated again)."""
-        return dataclasses.replace(self, **changes)
+        """A copy with some fields changed (validated again); it keeps the preset name these settings started from."""
+        if "preset" in changes:
+            raise SettingsError("A preset is applied by name with preset_settings(name), not changed on settings.")
+        copy = dataclasses.replace(self, **changes)
+        object.__setattr__(copy, "preset", self.preset)
+        return copy
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready view (tuples become lists), for provenance and the protocol."""
@@ -108,17 +114,27 @@ class SketchSettings:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in out.items()}
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> SketchSettings:
-        """Settings from a JSON object: a ``preset`` first, then its other keys on top."""
+    def from_dict(
+        cls,
+        data: dict[str, Any],
+        *,
+        device_type: str = "cpu",
+        overlay: Callable[[SketchSettings], SketchSettings] | None = None,
+    ) -> SketchSettings:
+        """Settings from a JSON object: its ``preset`` first (``auto`` chosen for ``device_type``), then ``overlay``
+        (the environment's model settings, which explicit keys beat), then the object's other keys on top."""
         data = dict(data)
-        base = preset_settings(str(data.pop("preset", "paper")))
-        known = {f.name for f in dataclasses.fields(cls)}
+        base = preset_settings(choose_preset(data.pop("preset", "paper"), device_type))
+        if overlay is not None:
+            base = overlay(base)
+        known = {f.name for f in dataclasses.fields(cls) if f.init}
         unknown = sorted(set(data) - known)
         if unknown:
-            valid = ", ".join(sorted(known))
-            raise SettingsError(f"Unknown setting(s): {', '.join(unknown)}. Valid settings: {valid}.")
+            raise SettingsError(
+                f"Unknown setting(s): {_listed(unknown)}. Valid settings: {', '.join(sorted(known))}, preset."
+            )
         for key in ("geometric_layers", "geometric_weights"):
-            if key in data and data[key] is not None:
+            if isinstance(data.get(key), list):
                 data[key] = tuple(data[key])
         return base.replace(**data)
 
@@ -143,12 +159,49 @@ def _check_type(name: str, annotation: str, value: object) -> None:
     # Settings also arrive as JSON (the protocol): a wrong type must be a clear SettingsError, not a TypeError later.
     check, words = _TYPE_CHECKS[annotation]
     if not check(value):
-        raise SettingsError(f"{name} must be {words}, got {value!r}.")
+        raise SettingsError(f"{name} must be {words}, got {_shown(value)}.")
 
 
 def _check_positive_int(name: str, value: object, *, upper: int) -> None:
-    if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= upper:
-        raise SettingsError(f"{name} must be a whole number from 1 to {upper}, got {value!r}.")
+    _check_int_range(name, value, 1, upper)
+
+
+def _check_int_range(name: str, value: object, low: int, high: int) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+        raise SettingsError(f"{name} must be a whole number from {low} to {high}, got {_shown(value)}.")
+
+
+def _check_float_range(
+    name: str, value: float, low: float, high: float, unit: str = "", *, low_open: bool = False
+) -> None:
+    """A finite number in [low, high] (or (low, high]); an int too large for a float counts as not finite."""
+    try:
+        number = float(value)
+    except OverflowError:
+        number = math.inf
+    inside = (low < number if low_open else low <= number) and number <= high
+    if not (math.isfinite(number) and inside):
+        bound = "greater than" if low_open else "at least"
+        units = f" {unit}" if unit else ""
+        raise SettingsError(
+            f"{name} must be a finite number {bound} {low:g} and at most {high:g}{units}, got {_shown(value)}."
+        )
+
+
+#: Longest echo of a user's value in a message: a 50 MB string must not become a 50 MB error line.
+_ECHO_CHARS = 60
+
+
+def _shown(value: object) -> str:
+    """``repr(value)``, shortened to a readable length (a huge int is shortened too, never converted)."""
+    text = repr(value) if not isinstance(value, int) or abs(value) < 10**_ECHO_CHARS else "a number too large"
+    return text if len(text) <= _ECHO_CHARS else text[: _ECHO_CHARS - 1] + "…"
+
+
+def _listed(names: list[str], most: int = 5) -> str:
+    """A few names, shortened, and how many more: three million unknown keys still make one short sentence."""
+    shown = ", ".join(_shown(n).strip("'") for n in names[:most])
+    return shown if len(names) <= most else f"{shown} and {len(names) - most} more"
 
 
 #: Named overrides of the defaults. ``paper`` is exactly the method; the others trade quality for time, and
@@ -161,8 +214,23 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 
 
+#: Not a preset of its own: the name that picks ``paper`` on a GPU and ``fast`` on a CPU (paper takes hours there).
+AUTO_PRESET = "auto"
+#: What a user may ask for: the presets and ``auto``.
+PRESET_CHOICES = (AUTO_PRESET, *PRESETS)
+
+
+def choose_preset(name: object, device_type: str) -> str:
+    """The preset a requested name stands for on a device of ``device_type`` (``cpu``, ``cuda``, ``mps``)."""
+    if name == AUTO_PRESET:
+        return "paper" if device_type in ("cuda", "mps") else "fast"
+    if not isinstance(name, str) or name not in PRESETS:
+        raise SettingsError(f"Unknown preset {_shown(name)}. Choose one of: {', '.join(PRESET_CHOICES)}.")
+    return name
+
+
 def preset_settings(name: str) -> SketchSettings:
-    """The settings of a named preset."""
-    if name not in PRESETS:
-        raise SettingsError(f"Unknown preset {name!r}. Choose one of: {', '.join(PRESETS)}.")
-    return SketchSettings(preset=name, **PRESETS[name])
+    """The settings of a named preset: the one way a preset is applied."""
+    settings = SketchSettings(**PRESETS[choose_preset(name, "cpu")])
+    object.__setattr__(settings, "preset", name)
+    return settings

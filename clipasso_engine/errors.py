@@ -76,3 +76,51 @@ class Cancelled(ClipassoError):
 
     code = "cancelled"
     exit_status = 130
+
+
+class OutputConflictError(OutputError):
+    """An output path is the input, the mask or the other output: writing it would destroy that file."""
+
+    exit_status = 2
+
+
+#: Longest user-facing message: a sentence, even when it echoes a 50 MB path.
+MAX_MESSAGE_CHARS = 400
+
+
+def shorten(text: str, limit: int = MAX_MESSAGE_CHARS) -> str:
+    """``text`` cut to ``limit`` characters, keeping its start and its end (where the fix is usually named)."""
+    if len(text) <= limit:
+        return text
+    keep = (limit - 1) // 2
+    return text[:keep] + "…" + text[len(text) - (limit - 1 - keep) :]
+
+
+#: Words that torch, CUDA and MPS use for an allocation failure that is not a ``torch.OutOfMemoryError``.
+_OUT_OF_MEMORY_WORDS = ("out of memory", "cannot allocate memory", "failed to allocate")
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    """Whether ``exc`` is a device or host allocation failure, in any of its forms (CUDA, MPS, CPU)."""
+    if isinstance(exc, MemoryError):
+        return True
+    if type(exc).__name__ == "OutOfMemoryError":  # torch.OutOfMemoryError, without importing torch here
+        return True
+    return isinstance(exc, RuntimeError) and any(word in str(exc).lower() for word in _OUT_OF_MEMORY_WORDS)
+
+
+def out_of_memory(device: object, stage: str) -> OutOfMemory:
+    """The one sentence for running out of memory during ``stage`` on ``device``."""
+    return OutOfMemory(
+        f"The {device} device ran out of memory while {stage}; close other programs, or try fewer seeds "
+        "(--seeds 1), fewer strokes, or --device cpu."
+    )
+
+
+def format_unexpected(exc: BaseException, version: str) -> str:
+    """The one formatter for bugs, used by the CLI and the protocol: one sentence, the traceback goes to the log."""
+    detail = shorten(f"{type(exc).__name__}: {exc}", 200)
+    return (
+        f"Unexpected internal error ({detail}); this is a bug: please report it with the command you ran and the "
+        f"log (engine {version})."
+    )

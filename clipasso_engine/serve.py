@@ -20,7 +20,7 @@ from collections.abc import Callable
 from typing import IO, TYPE_CHECKING, Any
 
 from .config import SketchSettings
-from .errors import BadRequest, ClipassoError, SettingsError
+from .errors import BadRequest, ClipassoError, SettingsError, format_unexpected, shorten
 from .version import __version__
 
 if TYPE_CHECKING:
@@ -40,13 +40,33 @@ class _Writer:
         self._lock = threading.Lock()
 
     def send(self, kind: str, **fields: Any) -> None:
-        line = json.dumps({"protocol": PROTOCOL_VERSION, "type": kind, **fields}, separators=(",", ":"))
+        if kind == "error":
+            fields["message"] = shorten(str(fields.get("message", "")))
+        line = _json_line({"protocol": PROTOCOL_VERSION, "type": kind, **fields})
         with self._lock:
             try:
                 self._stream.write(line + "\n")
                 self._stream.flush()
             except (BrokenPipeError, ValueError):
                 pass  # the reader is gone; the stdin watcher ends the run
+
+
+def _json_line(message: dict[str, Any]) -> str:
+    """Standard JSON (never the literals NaN or Infinity): a non-finite number anywhere becomes null."""
+    try:
+        return json.dumps(message, separators=(",", ":"), allow_nan=False)
+    except ValueError:
+        return json.dumps(_finite_or_null(message), separators=(",", ":"), allow_nan=False)
+
+
+def _finite_or_null(value: Any) -> Any:
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite_or_null(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite_or_null(v) for v in value]
+    return value
 
 
 def _exit_soon(status: int) -> None:
@@ -75,17 +95,22 @@ def _watch_stdin(stream: IO[str], control: RunControl) -> None:
     _exit_soon(3)
 
 
-def parse_request(line: str) -> tuple[str, str | None, SketchSettings, float]:
-    """Validate a request line; raises ClipassoError (code bad_request / bad_settings)."""
+def parse_request(line: str) -> tuple[str, str | None, dict[str, Any], float]:
+    """Validate a request line: (image, mask, raw settings, preview interval); raises ClipassoError (code
+    bad_request / bad_settings). The settings are checked here without the environment; :func:`request_settings`
+    builds the ones the run uses."""
     try:
         request = json.loads(line)
     except json.JSONDecodeError as exc:
         raise BadRequest(f"The request is not valid JSON ({exc.msg}).") from None
+    except RecursionError:
+        raise BadRequest("The request is nested too deeply to be a sketch request.") from None
     if not isinstance(request, dict) or request.get("type") != "sketch":
         raise BadRequest('The request must be a JSON object with "type": "sketch".')
     if request.get("protocol") != PROTOCOL_VERSION:
         raise BadRequest(
-            f"This engine speaks protocol {PROTOCOL_VERSION}, the request asked for {request.get('protocol')!r}."
+            f"This engine speaks protocol {PROTOCOL_VERSION}, the request asked for "
+            f"{shorten(repr(request.get('protocol')), 60)}."
         )
     image = request.get("image")
     if not isinstance(image, str) or not image:
@@ -98,15 +123,26 @@ def parse_request(line: str) -> tuple[str, str | None, SketchSettings, float]:
     if not isinstance(raw_settings, dict):
         raise BadRequest('"settings" must be a JSON object.')
     interval = request.get("preview_interval_s", 2.0)
-    if not isinstance(interval, (int, float)) or interval < 0:
-        raise BadRequest('"preview_interval_s" must be a non-negative number.')
+    if isinstance(interval, bool) or not isinstance(interval, (int, float)) or not 0 <= interval <= 86_400:
+        raise BadRequest('"preview_interval_s" must be a number of seconds from 0 to 86400.')
+    request_settings(raw_settings)  # a bad setting is answered now, before the heavy imports
+    return image, mask, raw_settings, float(interval)
+
+
+def request_settings(
+    raw: dict[str, Any],
+    *,
+    device_type: str = "cpu",
+    overlay: Callable[[SketchSettings], SketchSettings] | None = None,
+) -> SketchSettings:
+    """The request's settings: preset (``auto`` chosen for ``device_type``), then ``overlay`` (the environment),
+    then the request's own keys, which the environment never overrides."""
     try:
-        settings = SketchSettings.from_dict(raw_settings)
+        return SketchSettings.from_dict(raw, device_type=device_type, overlay=overlay)
     except (TypeError, ValueError) as exc:  # a value of the wrong JSON type; SettingsError is a ValueError too
         if isinstance(exc, SettingsError):
             raise
-        raise SettingsError(f"A setting has a value of the wrong type ({exc}).") from None
-    return image, mask, settings, float(interval)
+        raise SettingsError(f"A setting has a value of the wrong type ({shorten(str(exc), 120)}).") from None
 
 
 def _number(value: float) -> float | None:
@@ -193,7 +229,8 @@ def _terminate_with_parent() -> None:
 def serve_stdio(stdin: IO[str] | None = None, stdout: IO[str] | None = None) -> int:
     """Run one request from ``stdin`` and write replies to ``stdout``. Returns the process exit status.
 
-    Without ``stdout`` the replies go to the process's real stdout, which nothing else may then write to.
+    Without ``stdout`` the replies go to the process's real stdout, which nothing else may then write to. Every
+    request ends with exactly one ``result`` or ``error`` line, whatever happens.
     """
     stdin = stdin or sys.stdin
     writer = _Writer(stdout or _protocol_stdout())
@@ -204,10 +241,18 @@ def serve_stdio(stdin: IO[str] | None = None, stdout: IO[str] | None = None) -> 
     if not line:
         return 3  # the parent went away before asking anything
     try:
-        image, mask, settings, preview_interval = parse_request(line)
+        return _serve_request(line, stdin, writer)
     except ClipassoError as exc:
         writer.send("error", code=exc.code, message=str(exc))
         return exc.exit_status
+    except Exception as exc:  # a bug: one line for the user, the traceback for the log
+        traceback.print_exc(file=sys.stderr)
+        writer.send("error", code="internal", message=format_unexpected(exc, __version__))
+        return 70
+
+
+def _serve_request(line: str, stdin: IO[str], writer: _Writer) -> int:
+    image, mask, raw_settings, preview_interval = parse_request(line)
 
     # The heavy imports (torch, open_clip) only now, so that a bad request is answered at once.
     from .api import sketch
@@ -223,33 +268,21 @@ def serve_stdio(stdin: IO[str] | None = None, stdout: IO[str] | None = None) -> 
 
     _on_signals(on_signal)
     threading.Thread(target=_watch_stdin, args=(stdin, control), daemon=True).start()
-    try:
-        resolved = settings_from_env(settings)
-        device = resolve_device(resolved.device)
-        writer.send("started", engine_version=__version__, device=str(device), settings=resolved.to_dict())
+    device = resolve_device(request_settings(raw_settings).device)
+    resolved = request_settings(raw_settings, device_type=device.type, overlay=settings_from_env)
+    writer.send("started", engine_version=__version__, device=str(device), settings=resolved.to_dict())
 
-        def on_status(stage: str, message: str) -> None:
-            writer.send("status", stage=stage, message=message)
+    def on_status(stage: str, message: str) -> None:
+        writer.send("status", stage=stage, message=message)
 
-        result = sketch(
-            image,
-            resolved,
-            mask=mask,
-            on_progress=_progress_handler(writer, preview_interval),
-            on_status=on_status,
-            control=control,
-            use_env=False,  # resolved above, for the "started" message
-        )
-    except ClipassoError as exc:
-        writer.send("error", code=exc.code, message=str(exc))
-        return exc.exit_status
-    except Exception as exc:  # a bug: one line for the user, the traceback for the log
-        traceback.print_exc(file=sys.stderr)
-        writer.send(
-            "error",
-            code="internal",
-            message=f"The engine failed unexpectedly ({type(exc).__name__}: {exc}); see the engine log.",
-        )
-        return 70
+    result = sketch(
+        image,
+        resolved,
+        mask=mask,
+        on_progress=_progress_handler(writer, preview_interval),
+        on_status=on_status,
+        control=control,
+        use_env=False,  # resolved above, for the "started" message
+    )
     writer.send("result", **_result_message(result))
     return 0
