@@ -193,10 +193,10 @@ def cmd_sketch(args: argparse.Namespace) -> int:
     from .api import sketch
     from .files import json_text, write_atomic
 
-    if args.preset == AUTO_PRESET and not args.quiet:
-        why = "a GPU" if settings.preset == "paper" else "no GPU, where paper takes hours"
-        print(f"Preset auto: {settings.preset} ({why}; --preset paper or fast to choose).", file=sys.stderr)
     bar = ProgressBar(sys.stderr) if not args.quiet and sys.stderr.isatty() else None
+    chosen = _preset_words(args, settings)
+    if bar:
+        bar.status("preset", f"Preset {chosen}.")
     try:
         result = sketch(
             args.input,
@@ -217,12 +217,21 @@ def cmd_sketch(args: argparse.Namespace) -> int:
         write_atomic(args.json, json_text(result.to_dict()))
     if not args.quiet:
         print(
-            f"Wrote {len(result.strokes)} strokes to {args.output} (best loss {result.loss:.4f}, seed {result.seed}, "
+            f"Wrote {len(result.strokes)} strokes to {args.output} (preset {chosen}, best loss {result.loss:.4f}, "
+            f"seed {result.seed}, "
             f"run {result.winning_run + 1} of {result.settings.seeds}, {result.iterations_run} iterations, "
             f"{result.timings.get('total_s', 0.0):.1f} s on {result.device}).",
             file=sys.stderr,
         )
     return 0
+
+
+def _preset_words(args: argparse.Namespace, settings: SketchSettings) -> str:
+    """The preset a run uses, and why when ``auto`` chose it."""
+    if args.preset != AUTO_PRESET:
+        return settings.preset
+    why = "a GPU" if settings.preset == "paper" else "no GPU; --preset paper for the method's full run"
+    return f"{settings.preset}, chosen by auto: {why}"
 
 
 def cmd_serve(args: argparse.Namespace) -> int:

@@ -12,7 +12,7 @@ from tiny_models import TinyModels
 
 from clipasso_engine.api import SketchProgress, SketchResult, sketch
 from clipasso_engine.config import SketchSettings
-from clipasso_engine.errors import Cancelled, MaskError, SettingsError
+from clipasso_engine.errors import Cancelled, MaskError, OutOfMemory, SettingsError
 from clipasso_engine.optimize import RunControl
 
 W, H = 320, 160  # non-square on purpose: the padding offset must be undone
@@ -60,7 +60,8 @@ def test_result_is_in_the_image_frame_and_on_the_object(tiny_env: TinyModels) ->
     # Default width: the paper's 3 px on the 224 canvas, scaled to the padded square (side max(W, H)).
     assert result.width == pytest.approx(3.0 * W / 224)
     assert result.iterations_run == 6 and not result.stopped_early
-    assert result.seed == 0 and result.seed_losses == [result.loss] and np.isfinite(result.loss)
+    assert result.seed == 0 and result.winning_run == 0 and result.seed_losses == [result.loss]
+    assert np.isfinite(result.loss)
     assert result.device == "cpu" and result.settings.strokes == 8
     assert set(result.timings) >= {"prepare_s", "load_models_s", "saliency_s", "optimise_s", "total_s"}
     # The saliency sampler starts strokes on the disk's edge, in image px (a missing un-padding would move them
@@ -97,7 +98,65 @@ def test_several_seeds_keep_the_best(tiny_env: TinyModels) -> None:
     result = sketch(Image.fromarray(_disks(DISK)), _tiny(seeds=2, seed=3))
     assert len(result.seed_losses) == 2
     assert result.loss == min(result.seed_losses)
-    assert result.seed == 3 + 1000 * result.seed_losses.index(result.loss)
+    assert result.seed == 3 and result.winning_run == result.seed_losses.index(result.loss)
+    assert result.provenance()["winning_run"] == result.winning_run and result.provenance()["seeds"] == 2
+
+
+def test_the_stamped_values_given_back_reproduce_the_strokes(tiny_env: TinyModels) -> None:
+    """Issue 9 item 5: base seed and seed count, as stamped, reproduce the result exactly on the CPU."""
+    image = Image.fromarray(_disks(DISK))
+    first = sketch(image, _tiny(seeds=3, seed=11, iterations=8))
+    stamped = first.provenance()
+    again = sketch(image, _tiny(seeds=stamped["seeds"], seed=stamped["seed"], iterations=8))
+    assert again.strokes == first.strokes and again.winning_run == first.winning_run
+    assert again.seed_losses == first.seed_losses
+
+
+def test_every_random_stream_is_derived_separately() -> None:
+    """Seed 0's initialisation and the augmentation plan used to draw the same stream (both seeded with 0)."""
+    from clipasso_engine.seeding import augmentation_seed, initialisation_seed
+
+    seeds = [augmentation_seed(b) for b in range(50)] + [initialisation_seed(b, r) for b in range(50) for r in range(4)]
+    assert len(set(seeds)) == len(seeds)
+    assert all(0 <= s < 2**63 for s in seeds)
+    # The same numbers on every platform and run (a hash, not Python's salted hash()).
+    assert initialisation_seed(0, 0) == initialisation_seed(0, 0) != initialisation_seed(0, 1)
+
+
+@pytest.mark.parametrize(
+    "failure",
+    [
+        MemoryError(),
+        RuntimeError("MPS backend out of memory (MPS allocated: 8.00 GB)"),
+        RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB"),
+    ],
+)
+@pytest.mark.parametrize("stage", ["models", "saliency"])
+def test_out_of_memory_in_any_stage_is_one_sentence(
+    tiny_env: TinyModels, monkeypatch: pytest.MonkeyPatch, failure: Exception, stage: str
+) -> None:
+    """Issue 8 item 13: running out of memory while models load or during saliency used to end as internal."""
+    import clipasso_engine.api as api_module
+
+    def fail(*_args: object, **_kwargs: object) -> None:
+        raise failure
+
+    target = "_loss_network" if stage == "models" else "saliency_probabilities"
+    monkeypatch.setattr(api_module, target, fail)
+    with pytest.raises(OutOfMemory) as caught:
+        sketch(Image.fromarray(_disks(DISK)), _tiny())
+    assert caught.value.code == "out_of_memory" and "--seeds 1" in str(caught.value)
+
+
+def test_other_runtime_errors_stay_bugs(tiny_env: TinyModels, monkeypatch: pytest.MonkeyPatch) -> None:
+    import clipasso_engine.api as api_module
+
+    def fail(*_args: object, **_kwargs: object) -> None:
+        raise RuntimeError("shape mismatch")
+
+    monkeypatch.setattr(api_module, "saliency_probabilities", fail)
+    with pytest.raises(RuntimeError, match="shape mismatch"):
+        sketch(Image.fromarray(_disks(DISK)), _tiny())
 
 
 def test_mask_file_picks_the_object(tiny_env: TinyModels, tmp_path: Path) -> None:

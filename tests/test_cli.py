@@ -262,7 +262,7 @@ def test_progress_bar_only_on_a_terminal_and_not_with_quiet(
     if quiet:
         assert shown == ""
     else:
-        assert re.search(r"\r[█·]+ 5/5  loss \d+\.\d{4}  elapsed 0:\d\d  ETA 0:00 ", shown), shown
+        assert re.search(r"\r[█·]+ 5/5  loss now \d+\.\d{4}  best \d+\.\d{4}  elapsed 0:\d\d  ETA 0:00 ", shown), shown
         assert "Optimising 6 strokes" in shown and shown.rstrip("\n").splitlines()[-1].startswith("Wrote 6 strokes")
 
 
@@ -298,7 +298,8 @@ def test_interrupt_during_a_run_on_a_terminal_writes_nothing(
     try:
         # A real terminal gets the progress bar: wait for it, then interrupt mid-run.
         shown = _read_until(primary, b"ETA", timeout=60)
-        assert re.search(rb"\r[\xe2\x96\x88\xc2\xb7]+ \d+/100000  loss \d+\.\d{4}  elapsed \d:\d\d  ETA ", shown), shown
+        bar = rb"\r[\xe2\x96\x88\xc2\xb7]+ \d+/100000  loss now \d+\.\d{4}  best \d+\.\d{4}  elapsed \d:\d\d  ETA "
+        assert re.search(bar, shown), shown
         proc.send_signal(signum)
         assert proc.wait(timeout=20) == 130
         shown += _read_until(primary, b"written.", timeout=5)
@@ -314,10 +315,12 @@ def test_interrupt_during_a_run_on_a_terminal_writes_nothing(
 
 def test_presets_environment_and_options_stack(tiny_env: TinyModels, monkeypatch: pytest.MonkeyPatch) -> None:
     parser = build_parser()
-    paper = settings_from_args(parser.parse_args(["sketch", "in.png", "-o", "o.svg"]))
+    paper = settings_from_args(parser.parse_args(["sketch", "in.png", "-o", "o.svg", "--preset", "paper"]))
     tiny = tiny_env.settings()
     # paper is exactly the spec's defaults, apart from the models the environment selects.
-    assert paper == tiny.replace(preset="paper")
+    assert paper == tiny and paper.preset == "paper"
+    # The default is auto: on this CPU-only machine, fast.
+    assert settings_from_args(parser.parse_args(["sketch", "in.png", "-o", "o.svg"])).preset == "fast"
     assert (paper.strokes, paper.iterations, paper.seeds, paper.width, paper.device) == (16, 2000, 3, None, "auto")
     fast = settings_from_args(parser.parse_args(["sketch", "in.png", "-o", "o.svg", "--preset", "fast"]))
     assert fast.preset == "fast" and fast.iterations < paper.iterations and fast.loss_model == tiny.loss_model
@@ -327,6 +330,7 @@ def test_presets_environment_and_options_stack(tiny_env: TinyModels, monkeypatch
     assert (mixed.strokes, mixed.seed, mixed.iterations) == (8, 9, fast.iterations)
     monkeypatch.setenv("CLIPASSO_LOSS_MODEL", "RN50")
     explicit = settings_from_args(parser.parse_args(["sketch", "i", "-o", "o", "--loss-model", "RN101"]))
+    assert explicit.preset == "fast"
     assert explicit.loss_model == "RN101"
     assert settings_from_args(parser.parse_args(["sketch", "i", "-o", "o"])).loss_model == "RN50"
     assert SketchSettings().strokes == paper.strokes
