@@ -230,8 +230,7 @@ def _preset_words(args: argparse.Namespace, settings: SketchSettings) -> str:
     """The preset a run uses, and why when ``auto`` chose it."""
     if args.preset != AUTO_PRESET:
         return settings.preset
-    why = "a GPU" if settings.preset == "paper" else "no GPU; --preset paper for the method's full run"
-    return f"{settings.preset}, chosen by auto: {why}"
+    return f"{settings.preset} (auto: {'a GPU' if settings.preset == 'paper' else 'no GPU'})"
 
 
 def cmd_serve(args: argparse.Namespace) -> int:

@@ -116,7 +116,9 @@ def test_subprocess_run_writes_svg_and_json_and_says_one_line(tiny_env: TinyMode
     assert done.returncode == 0, done.stderr
     assert done.stdout == ""
     # Not a tty: no progress bar, no model-loading chatter, only the summary.
-    assert re.fullmatch(rf"Wrote 6 strokes to {re.escape(str(out))} \(loss .*\)\.\n", done.stderr), done.stderr
+    assert re.fullmatch(
+        rf"Wrote 6 strokes to {re.escape(str(out))} \(preset fast \(auto: no GPU\), best loss .*\)\.\n", done.stderr
+    ), done.stderr
     result = json.loads(facts.read_text(encoding="utf-8"))
     assert _doc_result_fields() <= set(result)
     assert result["image_size"] == [451, 300] and result["iterations_run"] == 5
