@@ -268,7 +268,10 @@ def test_parent_death_leaves_no_engine(tiny_env: TinyModels, photo: Path, stdin:
         ('{"protocol": 2, "type": "sketch", "image": "a.png"}', "speaks protocol 1"),
         ('{"protocol": 1, "type": "sketch"}', 'needs "image"'),
         ('{"protocol": 1, "type": "sketch", "image": "a.png", "settings": []}', '"settings" must be'),
-        ('{"protocol": 1, "type": "sketch", "image": "a.png", "preview_interval_s": -1}', "non-negative"),
+        ('{"protocol": 1, "type": "sketch", "image": "a.png", "preview_interval_s": -1}', "from 0 to 86400"),
+        ('{"protocol": 1, "type": "sketch", "image": "a.png", "preview_interval_s": Infinity}', "from 0 to 86400"),
+        ('{"protocol": 1, "type": "sketch", "image": "a.png", "preview_interval_s": true}', "from 0 to 86400"),
+        ("[" * 200_000, "nested too deeply"),
     ],
 )
 def test_bad_requests(line: str, message: str) -> None:
@@ -327,3 +330,86 @@ def test_errors_after_start_are_one_error_line(engines: list[Engine], photo: Pat
     text = weights_error[-1]["message"]
     assert "clipasso models fetch" in text and "local checkpoint" in text
     assert bad_image.proc.wait(timeout=10) != 0 and no_weights.proc.wait(timeout=10) != 0
+
+
+def _serve_in_process(line: str) -> tuple[int, list[dict[str, Any]]]:
+    """``serve_stdio`` on one request line; its replies parsed (each must be standard JSON)."""
+    handlers = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
+    out = io.StringIO()
+    try:
+        status = serve_stdio(io.StringIO(line + "\n"), out)
+    finally:
+        for signum, handler in handlers.items():
+            signal.signal(signum, handler)
+
+    def strict(token: str) -> None:
+        raise AssertionError(f"non-standard JSON literal {token} in a reply")
+
+    return status, [json.loads(text, parse_constant=strict) for text in out.getvalue().splitlines()]
+
+
+def _sketch_line(settings: dict[str, Any] | str, image: str = "a.png") -> str:
+    raw = settings if isinstance(settings, str) else json.dumps(settings)
+    return f'{{"protocol": 1, "type": "sketch", "image": {json.dumps(image)}, "settings": {raw}}}'
+
+
+@pytest.mark.parametrize(
+    ("line", "code"),
+    [
+        ("[" * 200_000, "bad_request"),
+        ("{" * 200_000, "bad_request"),
+        (_sketch_line('{"width": Infinity}'), "bad_settings"),
+        (_sketch_line('{"semantic_weight": NaN}'), "bad_settings"),
+        (_sketch_line('{"geometric_weights": [NaN, 1.0]}'), "bad_settings"),
+        (_sketch_line('{"lr": Infinity}'), "bad_settings"),
+        (_sketch_line({f"unknown_{i}": 1 for i in range(300_000)}), "bad_settings"),
+        (_sketch_line({"x" * 5_000_000: 1}), "bad_settings"),
+        (_sketch_line({"preset": "p" * 5_000_000}), "bad_settings"),
+    ],
+)
+def test_every_request_ends_with_exactly_one_short_error_line(line: str, code: str) -> None:
+    """Issue 8 items 3 and 4: a RecursionError, a non-finite setting, or a huge echo used to end without an error
+    line, as internal, or with a message of megabytes."""
+    status, replies = _serve_in_process(line)
+    assert status != 0 and [r["type"] for r in replies] == ["error"], replies
+    assert replies[0]["code"] == code and len(replies[0]["message"]) <= 400, replies[0]["message"][:500]
+
+
+def test_a_huge_missing_path_is_echoed_short(tiny_env: TinyModels) -> None:
+    status, replies = _serve_in_process(_sketch_line({"seeds": 1}, image="/no/such/" + "d" * 50_000_000 + ".png"))
+    assert status != 0 and replies[-1]["type"] == "error" and replies[-1]["code"] == "bad_image"
+    assert [r["type"] for r in replies if r["type"] in ("result", "error")] == ["error"]
+    assert len(replies[-1]["message"]) <= 400
+
+
+def test_a_bug_during_the_run_is_one_internal_error_line(
+    tiny_env: TinyModels, photo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import clipasso_engine.api as api_module
+
+    def broken(*_args: object, **_kwargs: object) -> None:
+        raise TypeError("a programming error")
+
+    monkeypatch.setattr(api_module, "sketch", broken)
+    status, replies = _serve_in_process(_sketch_line(TINY, image=str(photo)))
+    assert status == 70 and [r["type"] for r in replies] == ["started", "error"]
+    assert replies[-1]["code"] == "internal" and "TypeError: a programming error" in replies[-1]["message"]
+
+
+def test_an_explicit_request_value_beats_the_environment(
+    engines: list[Engine], photo: Path, tmp_path: Path, tiny_env: TinyModels
+) -> None:
+    """Issue 8 item 8: CLIPASSO_LOSS_MODEL=RN50 used to override a request naming the model explicitly, even one
+    equal to the default. The CLI's twin is test_an_explicit_option_equal_to_a_default_beats_the_environment."""
+    request = _request(photo, {**TINY, "iterations": 2, "loss_model": tiny_env.loss_model})
+    engine = _start(engines, request, tmp_path, CLIPASSO_LOSS_MODEL="RN50")
+    replies = engine.rest()
+    assert replies[0]["type"] == "started" and replies[0]["settings"]["loss_model"] == tiny_env.loss_model
+    assert replies[-1]["type"] == "result", replies[-1]
+    # And a request value equal to the default beats the environment too (RN101's weights are not here: the
+    # error names RN101, not the environment's tiny model).
+    request = _request(photo, {**TINY, "iterations": 2, "loss_model": "RN101", "loss_weights": "openai"})
+    engine = _start(engines, request, tmp_path, HF_HUB_OFFLINE="1")
+    replies = engine.rest()
+    assert replies[0]["settings"]["loss_model"] == "RN101" and replies[-1]["code"] == "weights_missing"
+    assert "RN101" in replies[-1]["message"]
