@@ -4,9 +4,8 @@ Every supported file (PNG, JPEG, WebP, GIF first frame, BMP, TIFF; grey, palette
 with Pillow, rotated by its EXIF orientation and normalised to 8-bit RGB or RGBA. ``prepare_image`` then
 composites the object on white (through its alpha or a user mask), pads it to a white square with the image
 centred at the integer offset ``((side - W) // 2, (side - H) // 2)``, and resizes the square to the canvas with
-Pillow's antialiased bicubic filter. The padding is never materialised: resizing is linear and its weights sum to
-one, so ``resize(pad + D) = pad + resize(D)`` where ``D`` is zero outside the image, and only the image's own
-pixels are ever touched. This keeps a 1×80 000 strip or an 80-megapixel photo within a few hundred megabytes.
+Pillow's antialiased bicubic filter (``resample.resize_padded``, which never materialises the padding, so a
+1×80 000 strip or an 80-megapixel photo stays within a few hundred megabytes).
 
 Canvas point ``(x, y)`` is image point ``(x·s − ox, y·s − oy)`` with ``s = side / canvas``; pixel centres sit at
 half-integers in both frames, the same convention the resampler uses, so the mapping is exact.
@@ -15,8 +14,9 @@ half-integers in both frames, the same convention the resampler uses, so the map
 from __future__ import annotations
 
 import os
+import struct
 import warnings
-from collections.abc import Callable
+import zlib
 from dataclasses import dataclass
 
 import numpy as np
@@ -25,6 +25,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .config import CANVAS
 from .errors import ClipassoError, InputImageError, MaskError
+from .resample import resize_padded
 
 #: Largest image (width × height) we decode: Pillow's own default ``MAX_IMAGE_PIXELS`` (89 478 485 pixels, a
 #: 256 MiB 24-bit image, e.g. 9459 × 9459). Anything larger is refused as a possible decompression bomb before
@@ -35,8 +36,18 @@ MAX_PIXELS = 89_478_485
 #: (EPS even starts Ghostscript). Camera JPEGs that Pillow calls MPO come through its JPEG opener.
 FORMATS = ("PNG", "JPEG", "WEBP", "GIF", "BMP", "TIFF")
 
-# The resampler holds about this many float32 values per chunk (64 MiB).
-_CHUNK_VALUES = 1 << 24
+#: What Pillow raises for a damaged file (measured by fuzzing truncated and byte-flipped files of every format with
+#: Pillow 13: OSError (decoders, "image file is truncated"), SyntaxError (a broken EXIF or TIFF header),
+#: ValueError ("invalid palette size" in BMP); the rest from Pillow's pure-Python plugins). Anything else (a
+#: TypeError, AttributeError, ...) is a bug and propagates to the one formatter for unexpected errors.
+BAD_FILE_ERRORS: tuple[type[BaseException], ...] = (
+    OSError,
+    SyntaxError,
+    ValueError,
+    struct.error,
+    EOFError,
+    zlib.error,
+)
 
 
 def load_image(path: str | os.PathLike[str]) -> Image.Image:
@@ -141,7 +152,7 @@ def prepare_image(
         return np.concatenate([weight * (rgb - 1.0), weight], axis=-1) if masked else rgb - 1.0
 
     channels = 4 if masked else 3
-    resized = _resize_padded(deviation, width, height, channels, canvas)
+    resized = resize_padded(deviation, width, height, channels, canvas)
     resized[..., :3] += 1.0  # add the white padding back
     resized.clamp_(0.0, 1.0)  # bicubic overshoots at sharp edges
     out_image = resized[..., :3].permute(2, 0, 1).contiguous()
@@ -174,7 +185,7 @@ def _read(path: str | os.PathLike[str], error: type[ClipassoError], what: str) -
                 opened.load()
                 return ImageOps.exif_transpose(opened)
     except ClipassoError:
-        raise
+        raise  # our own sentence (e.g. the pixel limit), even where it is a ValueError too
     except (Image.DecompressionBombWarning, Image.DecompressionBombError) as exc:
         raise error(
             f"{name} is larger than Pillow's {Image.MAX_IMAGE_PIXELS or 0:,}-pixel limit that guards against "
@@ -186,15 +197,23 @@ def _read(path: str | os.PathLike[str], error: type[ClipassoError], what: str) -
         raise error(f"{name} cannot be read (permission denied); check the file's permissions.") from exc
     except MemoryError as exc:
         raise error(f"{name} is too large to decode in the available memory; scale it down first.") from exc
-    # Pillow's decoders raise many types on damaged data (OSError, SyntaxError, ValueError, struct.error, ...);
-    # all of them mean the same thing to the user.
-    except Exception as exc:
+    except BAD_FILE_ERRORS as exc:
+        if isinstance(exc, OSError) and exc.errno is not None:  # the disk or network failed, not the image data
+            raise error(f"{name} cannot be read ({exc.strerror or exc}); check the file and try again.") from exc
         detail = str(exc) or type(exc).__name__
         if "truncated" in detail.lower() or isinstance(exc, EOFError):
             raise error(
                 f"{name} is truncated (the file ends before the image data does); re-export or re-download it."
             ) from exc
-        raise error(f"{name} is damaged and cannot be decoded ({detail}); re-export or re-download it.") from exc
+        raise error(
+            f"{name} is damaged and cannot be decoded ({_short(detail)}); re-export or re-download it."
+        ) from exc
+
+
+def _short(detail: str) -> str:
+    # One line, and short: Pillow's messages can quote raw header bytes.
+    line = " ".join(detail.split())
+    return line if len(line) <= 120 else line[:119] + "…"
 
 
 def _check_pixels(name: str, size: tuple[int, int], error: type[ClipassoError]) -> None:
@@ -239,88 +258,6 @@ def _to_mask(image: Image.Image) -> Image.Image:
     if rgb_or_rgba.mode == "RGBA":
         return rgb_or_rgba.getchannel("A")
     return rgb_or_rgba.convert("L")
-
-
-# --- resampling --------------------------------------------------------------------------------------------
-
-
-def _bicubic(x: np.ndarray) -> np.ndarray:
-    """Pillow's bicubic kernel (a = -0.5)."""
-    a = -0.5
-    x = np.abs(x)
-    near = ((a + 2.0) * x - (a + 3.0)) * x * x + 1.0
-    far = (((x - 5.0) * x + 8.0) * x - 4.0) * a
-    return np.where(x < 1.0, near, np.where(x < 2.0, far, 0.0))
-
-
-def _taps(out_size: int, side: int, offset: int, length: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Source indices and weights, each (out_size, K), resizing a padded axis of ``side`` pixels to ``out_size``.
-
-    Same windows and normalisation as Pillow's antialiased resampler (weights normalised over the padded
-    square), with indices in the coordinates of the image, which covers ``[offset, offset + length)`` of the
-    square. Taps that fall on padding get weight 0.
-    """
-    scale = side / out_size
-    filter_scale = max(scale, 1.0)
-    support = 2.0 * filter_scale
-    centre = (np.arange(out_size) + 0.5) * scale
-    first = np.maximum(np.floor(centre - support + 0.5), 0).astype(np.int64)
-    stop = np.minimum(np.floor(centre + support + 0.5), side).astype(np.int64)
-    pos = first[:, None] + np.arange(int((stop - first).max()))[None, :]
-    weight = _bicubic((pos - centre[:, None] + 0.5) / filter_scale) * (pos < stop[:, None])
-    weight /= weight.sum(axis=1, keepdims=True)
-    index = pos - offset
-    weight *= (index >= 0) & (index < length)
-    return torch.from_numpy(index), torch.from_numpy(weight.astype(np.float32))
-
-
-def _matrix(index: torch.Tensor, weight: torch.Tensor, start: int, stop: int) -> torch.Tensor:
-    """The taps that read image lines ``[start, stop)`` as a sparse (out_size, stop - start) matrix."""
-    keep = (weight != 0) & (index >= start) & (index < stop)
-    rows = torch.arange(index.shape[0]).unsqueeze(1).expand_as(index)[keep]
-    coords = torch.stack([rows, index[keep] - start])
-    return torch.sparse_coo_tensor(coords, weight[keep], (index.shape[0], stop - start), check_invariants=True)
-
-
-def _apply(matrix: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
-    """(n, m, c) -> (out, m, c) through a sparse (out, n) matrix (a few taps per row, so far less work than dense)."""
-    n, m, c = values.shape
-    return torch.sparse.mm(matrix, values.reshape(n, m * c)).reshape(-1, m, c)
-
-
-def _resize_padded(
-    deviation: Callable[[slice, slice], np.ndarray], width: int, height: int, channels: int, canvas: int
-) -> torch.Tensor:
-    """Resize the (H, W, C) ``deviation`` image, centred in its zero-padded square, to (canvas, canvas, C).
-
-    ``deviation(rows, cols)`` yields a float32 block on demand, so the full image is never held as floats. The
-    long axis is reduced first, block by block (the resize is linear, so blocks just add up), which bounds the
-    intermediate to canvas × short side.
-    """
-    side = max(width, height)
-    x_taps = _taps(canvas, side, (side - width) // 2, width)
-    y_taps = _taps(canvas, side, (side - height) // 2, height)
-    tall = height >= width
-    long_len, short_len = (height, width) if tall else (width, height)
-    long_taps, short_taps = (y_taps, x_taps) if tall else (x_taps, y_taps)
-
-    # Pass 1: reduce the long axis. Blocks are (long-axis piece) × (band of short-axis lines), about
-    # _CHUNK_VALUES floats each; the result is laid out (canvas along long, short, C).
-    band = max(1, _CHUNK_VALUES // (channels * long_len))
-    piece = max(1, _CHUNK_VALUES // (channels * band))
-    pieces = [(start, _matrix(*long_taps, start, min(start + piece, long_len))) for start in range(0, long_len, piece)]
-    first = torch.zeros(canvas, short_len, channels)
-    for line in range(0, short_len, band):
-        lines = slice(line, line + band)
-        for start, matrix in pieces:
-            span = slice(start, start + piece)
-            block = deviation(span, lines) if tall else deviation(lines, span).transpose(1, 0, 2)
-            first[:, lines] += _apply(matrix, torch.from_numpy(np.ascontiguousarray(block)))
-
-    # Pass 2: reduce the short axis: (short, canvas_long, C) -> (canvas_short, canvas_long, C), i.e. [y, x] when
-    # the long axis is x, and [x, y] (transposed back) when it is y.
-    second = _apply(_matrix(*short_taps, 0, short_len), first.transpose(0, 1).contiguous())
-    return second.transpose(0, 1).contiguous() if tall else second
 
 
 __all__ = [

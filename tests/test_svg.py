@@ -1,14 +1,10 @@
-"""SVG output (structure, numbers, provenance, placement over the photo) and atomic writes."""
+"""SVG output: structure, numbers, provenance, placement over the photo, and no NaN or Infinity ever."""
 
 from __future__ import annotations
 
-import errno
 import io
 import json
-import os
 import re
-import stat
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -16,10 +12,9 @@ import torch
 from lxml import etree
 from PIL import Image
 
-from clipasso_engine import svg as svg_module
 from clipasso_engine.errors import OutputError
 from clipasso_engine.image_io import prepare_image
-from clipasso_engine.svg import strokes_to_svg, write_atomic
+from clipasso_engine.svg import strokes_to_svg
 from clipasso_engine.version import __version__
 
 SVG_NS = "{http://www.w3.org/2000/svg}"
@@ -101,14 +96,53 @@ def test_colour_and_empty_sketch() -> None:
     ("strokes", "width", "message"),
     [
         (np.zeros((2, 3, 2)), 1.0, "shape"),
-        (np.full((1, 4, 2), np.nan), 1.0, "finite"),
         (np.zeros((1, 4, 2)), 0.0, "width"),
-        (np.zeros((1, 4, 2)), float("inf"), "width"),
+        (np.zeros((1, 4, 2)), -2.0, "width"),
     ],
 )
 def test_bad_strokes_are_bugs_not_output(strokes: np.ndarray, width: float, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         strokes_to_svg(strokes, width, (10, 10))
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), float("-inf")])
+def test_non_finite_points_are_refused_naming_the_stroke(value: float) -> None:
+    points = np.zeros((3, 4, 2))
+    points[2, 1, 0] = value
+    with pytest.raises(OutputError, match=rf"^Cannot write the SVG: stroke 2 .* not a finite number \({value}\)"):
+        strokes_to_svg(points, 1.0, (10, 10))
+    with pytest.raises(OutputError, match="stroke 2"):  # the same from a tensor
+        strokes_to_svg(torch.from_numpy(points).float(), 1.0, (10, 10))
+
+
+@pytest.mark.parametrize("width", [float("nan"), float("inf"), float("-inf")])
+def test_non_finite_width_is_refused(width: float) -> None:
+    with pytest.raises(OutputError, match=r"^Cannot write the SVG: the stroke width is (-?inf|nan), not a finite"):
+        strokes_to_svg(np.zeros((1, 4, 2)), width, (10, 10))
+
+
+@pytest.mark.parametrize(
+    ("metadata", "location"),
+    [
+        ({"settings": {"lr": float("inf")}}, r"settings\.lr is inf"),
+        ({"settings": {"early_stop": float("-inf")}}, r"settings\.early_stop is -inf"),
+        ({"settings": {"geometric_weights": [0.0, float("nan")]}}, r"settings\.geometric_weights\[1\] is nan"),
+        ({"loss": float("nan")}, "loss is nan"),
+        ({"loss": np.float32("inf")}, "loss is inf"),  # not a float subclass: default=str would hide it as "inf"
+    ],
+)
+def test_non_finite_provenance_is_refused(metadata: dict[str, object], location: str) -> None:
+    # Python's json writes the non-JSON literals NaN and Infinity, which Inkscape's and every other parser refuse.
+    with pytest.raises(OutputError, match=rf"^Cannot write the SVG's provenance: {location}, which JSON cannot hold"):
+        strokes_to_svg(np.zeros((1, 4, 2)), 1.0, (10, 10), metadata)
+
+
+def test_extreme_finite_numbers_are_written_in_full() -> None:
+    text = strokes_to_svg([[[1e300, -1e300], [0, 0], [0, 0], [0, 0]]], 1e308, (10, 10), {"lr": 1e308})
+    assert "NaN" not in text and "Infinity" not in text and "inf" not in text
+    path = _parse(text).find(f".//{SVG_NS}path")
+    assert float(path.get("stroke-width")) == 1e308 and float(path.get("d").split()[1]) == 1e300
+    assert json.loads(_parse(text).find(f"{SVG_NS}metadata").text)["lr"] == 1e308
 
 
 def test_strokes_sit_on_the_object_they_depict() -> None:
@@ -144,96 +178,3 @@ def test_strokes_sit_on_the_object_they_depict() -> None:
     assert abs(xs.min() - box[0]) <= tolerance and abs(xs.max() + 1 - box[2]) <= tolerance
     assert abs(ys.min() - box[1]) <= tolerance and abs(ys.max() + 1 - box[3]) <= tolerance
     assert ink[box[1] + 20 : box[3] - 20, box[0] + 20 : box[2] - 20].sum() == 0  # outline only, interior clear
-
-
-# --- write_atomic ------------------------------------------------------------------------------------------------
-
-
-def _leftovers(folder: Path, keep: set[str]) -> list[str]:
-    return sorted(name for name in os.listdir(folder) if name not in keep)
-
-
-def test_writes_text_and_bytes_and_replaces(tmp_path: Path) -> None:
-    target = tmp_path / "out.svg"
-    write_atomic(target, "héllo\n")
-    assert target.read_bytes() == "héllo\n".encode()
-    write_atomic(str(target), b"\x00\x01")
-    assert target.read_bytes() == b"\x00\x01"
-    assert _leftovers(tmp_path, {"out.svg"}) == []
-
-
-def test_new_file_gets_the_usual_mode_and_an_old_file_keeps_its_mode(tmp_path: Path) -> None:
-    umask = os.umask(0o022)
-    try:
-        write_atomic(tmp_path / "new.svg", "x")
-        assert stat.S_IMODE((tmp_path / "new.svg").stat().st_mode) == 0o644  # not mkstemp's private 0600
-        old = tmp_path / "old.svg"
-        old.write_text("old")
-        old.chmod(0o640)
-        write_atomic(old, "new")
-        assert stat.S_IMODE(old.stat().st_mode) == 0o640
-    finally:
-        os.umask(umask)
-
-
-@pytest.mark.parametrize("failing", ["replace", "fsync", "write"])
-def test_failure_leaves_the_old_file_and_no_temp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, failing: str) -> None:
-    target = tmp_path / "out.svg"
-    target.write_text("precious")
-
-    def boom(*args: object, **kwargs: object) -> None:
-        raise OSError(errno.ENOSPC, "No space left on device")
-
-    if failing == "write":
-        monkeypatch.setattr(svg_module.os, "fdopen", lambda fd, mode: _FailingFile(fd))
-    else:
-        monkeypatch.setattr(svg_module.os, failing, boom)
-    with pytest.raises(OutputError, match=r"Cannot write .*out\.svg: the disk is full") as caught:
-        write_atomic(target, "new content")
-    assert str(caught.value).count(". ") == 0 and str(caught.value).endswith(".")
-    assert target.read_text() == "precious"
-    assert _leftovers(tmp_path, {"out.svg"}) == []
-
-
-class _FailingFile(io.FileIO):
-    """A real file object on the temp file's descriptor whose write fails halfway, like a full disk."""
-
-    def __init__(self, fd: int) -> None:
-        super().__init__(fd, "wb")
-
-    def write(self, data: object) -> int:
-        super().write(b"half")
-        raise OSError(errno.ENOSPC, "No space left on device")
-
-
-def test_interrupt_leaves_the_old_file_and_no_temp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    target = tmp_path / "out.svg"
-    target.write_text("precious")
-
-    def interrupt(fd: int) -> None:
-        raise KeyboardInterrupt
-
-    monkeypatch.setattr(svg_module.os, "fsync", interrupt)
-    with pytest.raises(KeyboardInterrupt):  # Ctrl-C is not turned into an OutputError
-        write_atomic(target, "new content")
-    assert target.read_text() == "precious"
-    assert _leftovers(tmp_path, {"out.svg"}) == []
-
-
-def test_missing_folder_and_folder_target(tmp_path: Path) -> None:
-    with pytest.raises(OutputError, match=r"the folder .*nowhere does not exist"):
-        write_atomic(tmp_path / "nowhere" / "out.svg", "x")
-    with pytest.raises(OutputError, match="it is a folder"):
-        write_atomic(tmp_path, "x")
-    assert not (tmp_path / "nowhere").exists()
-
-
-def test_permission_denied(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    # Tests may run as root, which ignores folder permissions, so the refusal is simulated where it would occur.
-    def refuse(*args: object, **kwargs: object) -> tuple[int, str]:
-        raise PermissionError(errno.EACCES, "Permission denied")
-
-    monkeypatch.setattr(svg_module.tempfile, "mkstemp", refuse)
-    with pytest.raises(OutputError, match="permission denied"):
-        write_atomic(tmp_path / "out.svg", "x")
-    assert not (tmp_path / "out.svg").exists()
