@@ -1,22 +1,28 @@
 """Saliency-guided initialisation, part 1: where strokes start (spec §3, steps 1-4).
 
 The saliency map is a ViT's attention (CLIP ViT-B/32 averaged over blocks and heads, or DINO's last block),
-masked by the dark side of an XDoG edge map, min-max normalised, and turned into a probability per pixel by a
+min-max normalised, masked by the dark side of an XDoG edge map, and turned into a probability per pixel by a
 softmax with temperature over its positive entries.
+
+Where this differs from the reference on purpose (spec "ours"): the DINO backend is an option beside the default
+CLIP one; an object mask (from alpha or the user) zeroes the map outside the object; an all-zero map falls back to
+uniform sampling instead of failing. Otherwise each step follows the reference's (the XDoG map with the same
+libraries, in float64, as the reference computes it).
 """
 
 from __future__ import annotations
 
-import functools
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .config import SketchSettings
 from .errors import ModelConfigError
-from .models import clip_normalize, dino_weights, imagenet_normalize, load_clip_visual, load_dino
+from .model_cache import saliency_tower
+from .normalize import clip_normalize, imagenet_normalize
 
 # XDoG constants (spec §3.2).
 XDOG_SIGMA = 0.8
@@ -24,8 +30,6 @@ XDOG_K = 10.0
 XDOG_GAMMA = 0.98
 XDOG_EPSILON = -0.1
 XDOG_PHI = 200.0
-#: skimage's rgb2gray weights (ITU-R BT.709).
-GRAY_WEIGHTS = (0.2125, 0.7154, 0.0721)
 
 
 def min_max(values: Tensor) -> Tensor:
@@ -126,61 +130,30 @@ def dino_attention_map(model: nn.Module, images: Tensor) -> Tensor:
 # --- XDoG edges --------------------------------------------------------------------------------------------------
 
 
-def _gaussian_filter(image: Tensor, sigma: float, truncate: float = 4.0) -> Tensor:
-    """``scipy.ndimage.gaussian_filter(image, sigma, mode="reflect", truncate=truncate)`` of an (H, W) image."""
-    radius = int(truncate * sigma + 0.5)
-    offsets = torch.arange(-radius, radius + 1, dtype=image.dtype, device=image.device)
-    kernel = torch.exp(-0.5 * (offsets / sigma) ** 2)
-    kernel = kernel / kernel.sum()
-    out = image
-    for axis in (0, 1):  # separable, in scipy's axis order
-        n = out.shape[axis]
-        # scipy's "reflect" repeats the edge pixel (d c b a | a b c d); folding indices modulo 2n covers any radius.
-        index = torch.arange(-radius, n + radius, device=image.device) % (2 * n)
-        index = torch.where(index >= n, 2 * n - 1 - index, index)
-        padded = out.index_select(axis, index)
-        if axis == 0:
-            out = F.conv2d(padded[None, None], kernel.view(1, 1, -1, 1))[0, 0]
-        else:
-            out = F.conv2d(padded[None, None], kernel.view(1, 1, 1, -1))[0, 0]
-    return out
+def xdog(image: Tensor) -> Tensor:
+    """The binary XDoG edge map of spec §3.2 for one CLIP-normalised ``image`` (3, H, W); (H, W) in {0, 1}.
 
-
-def otsu_threshold(values: Tensor, bins: int = 256) -> Tensor:
-    """Otsu's threshold of ``values`` over ``bins`` equal bins from min to max (as skimage's threshold_otsu)."""
-    flat = values.flatten().double()
-    low, high = flat.min(), flat.max()
-    if high <= low:
-        return low.to(values.dtype)
-    # numpy's edges (start + i·step, last edge exactly the max) and its bin rule: [e_i, e_i+1), last bin closed.
-    edges = low + torch.arange(bins + 1, dtype=torch.float64, device=flat.device) * ((high - low) / bins)
-    edges[-1] = high
-    index = (torch.searchsorted(edges, flat, right=True) - 1).clamp(0, bins - 1)
-    counts = torch.bincount(index, minlength=bins).double()
-    centers = (edges[:-1] + edges[1:]) / 2
-    weight1 = counts.cumsum(0)
-    weight2 = counts.flip(0).cumsum(0).flip(0)
-    mean1 = (counts * centers).cumsum(0) / weight1
-    mean2 = ((counts * centers).flip(0).cumsum(0) / weight2.flip(0)).flip(0)
-    between = weight1[:-1] * weight2[1:] * (mean1[:-1] - mean2[1:]) ** 2
-    # Empty leading bins give 0/0 means; they never hold the maximum, so read them as 0.
-    return centers[torch.nan_to_num(between, nan=0.0).argmax()].to(values.dtype)
-
-
-def xdog(images: Tensor) -> Tensor:
-    """The binary XDoG edge map of spec §3.2 for ``images``, CLIP-normalised, shape (3, H, W); (H, W) in {0, 1}.
-
-    Computed on the CPU in float64: it is a single small image, the binarisation is sensitive to rounding, and
-    MPS has no float64.
+    Computed on the CPU in float64 with the libraries the spec names (scipy's ``gaussian_filter``, mode reflect,
+    truncate 4; skimage's ``rgb2gray`` weights and ``threshold_otsu`` over 256 bins), as the reference does: it
+    runs once per sketch, and the binarisation is sensitive to rounding. Returned in ``image``'s dtype and device.
     """
-    image = images.detach().to("cpu", torch.float64)
-    weights = torch.tensor(GRAY_WEIGHTS, dtype=torch.float64).view(3, 1, 1)
-    gray = (image * weights).sum(dim=0)  # rgb2gray without clipping, as on the normalised image
-    dog = _gaussian_filter(gray, XDOG_SIGMA) - XDOG_GAMMA * _gaussian_filter(gray, XDOG_SIGMA * XDOG_K)
-    value = torch.where(dog < XDOG_EPSILON, torch.ones_like(dog), 1 + torch.tanh(XDOG_PHI * dog))
-    value = min_max(value)
-    binary = (value >= otsu_threshold(value)).to(images.dtype)
-    return binary.to(images.device)
+    # Imported here: only a sketch's set-up needs them, not every user of the package.
+    from scipy.ndimage import gaussian_filter
+    from skimage.color import rgb2gray
+    from skimage.filters import threshold_otsu
+
+    if image.ndim != 3 or image.shape[0] != 3:
+        raise ValueError(f"image must have shape (3, H, W), got {tuple(image.shape)}")
+    # rgb2gray (0.2125 R + 0.7154 G + 0.0721 B) leaves float values as they are: no clipping of the normalised image.
+    gray = rgb2gray(image.detach().to("cpu", torch.float64).permute(1, 2, 0).numpy())
+    dog = gaussian_filter(gray, XDOG_SIGMA, mode="reflect", truncate=4.0) - XDOG_GAMMA * gaussian_filter(
+        gray, XDOG_SIGMA * XDOG_K, mode="reflect", truncate=4.0
+    )
+    value = np.where(dog < XDOG_EPSILON, 1.0, 1.0 + np.tanh(XDOG_PHI * dog))
+    low, high = value.min(), value.max()
+    value = (value - low) / (high - low) if high > low else np.zeros_like(value)
+    binary = value >= threshold_otsu(value, nbins=256)
+    return torch.from_numpy(binary).to(device=image.device, dtype=image.dtype)
 
 
 # --- probabilities -----------------------------------------------------------------------------------------------
@@ -189,14 +162,19 @@ def xdog(images: Tensor) -> Tensor:
 def sampling_probabilities(attention: Tensor, edges: Tensor, mask: Tensor | None, temperature: float) -> Tensor:
     """Start-point probabilities, shape (H, W), summing to 1 (spec §3.3-3.4).
 
-    ``attention`` (H, W) in [0, 1]; ``edges`` the binary XDoG map; ``mask`` (H, W) object mask in [0, 1] (inside
-    where > 0.5) or None. Map = (1 - edges) · attention (· mask), min-max normalised; softmax with ``temperature``
-    over its positive entries; zero elsewhere. When no entry is positive (an empty mask, a flat map), every pixel
-    inside the mask (or every pixel) is equally likely, so a run never fails here.
+    ``attention`` (H, W); ``edges`` the binary XDoG map; ``mask`` (H, W) object mask in [0, 1] (inside where > 0.5)
+    or None. Map = (1 - edges) · min_max(attention) (· mask): the attention is normalised *before* the product and
+    the product is not normalised again, as the reference does (renormalising would rescale the map by 1/max
+    whenever the edges cover the attention peak, sharpening the softmax from τ to τ·max). Softmax with
+    ``temperature`` over the map's positive entries; zero elsewhere.
+
+    Ours, not the reference's: the object mask (the reference has none here), and the fallback when no entry is
+    positive (an empty mask, a flat map), where every pixel inside the mask (or every pixel) is equally likely, so
+    a run never fails here (the reference's sampler would fail on an all-zero map).
     """
-    saliency = (1 - edges) * attention
+    saliency = (1 - edges) * min_max(attention)
     inside = torch.ones_like(saliency, dtype=torch.bool) if mask is None else mask > 0.5
-    saliency = min_max(torch.where(inside, saliency, torch.zeros_like(saliency)))
+    saliency = torch.where(inside, saliency, torch.zeros_like(saliency))
     positive = saliency > 0
     if not positive.any():
         positive = inside if inside.any() else torch.ones_like(inside)
@@ -204,16 +182,6 @@ def sampling_probabilities(attention: Tensor, edges: Tensor, mask: Tensor | None
     probabilities = torch.zeros_like(saliency)
     probabilities[positive] = torch.softmax(saliency[positive] / temperature, dim=0)
     return probabilities
-
-
-@functools.lru_cache(maxsize=1)
-def _saliency_network(
-    backend: str, arch: str, weights: str, model_config: str | None, device: torch.device
-) -> nn.Module:
-    """The saliency model, kept so that sketching many images in one process loads it once."""
-    if backend == "dino":
-        return load_dino(dino_weights(SketchSettings(saliency="dino", saliency_weights=weights)), device=device)
-    return load_clip_visual(arch, weights, device=device, model_config=model_config, role="saliency")
 
 
 def saliency_probabilities(
@@ -227,8 +195,7 @@ def saliency_probabilities(
     """
     batch = image.to(device=device, dtype=torch.float32)[None]
     clip_batch = clip_normalize(batch)
-    network = _saliency_network(settings.saliency, settings.saliency_model, settings.saliency_weights,
-                                settings.model_config, device)  # fmt: skip
+    network = saliency_tower(settings, device)
     if settings.saliency == "dino":
         attention = dino_attention_map(network, imagenet_normalize(batch))
     else:

@@ -1,8 +1,13 @@
 """Saliency-guided initialisation, part 2: the initial strokes (spec §3, steps 5-6).
 
 Each stroke starts at a pixel drawn from the saliency probabilities without replacement; its further control
-points follow a random walk. Coordinates are pixels of the canvas: pixel (row i, column j) is the point
-(x, y) = (j + 0.5, i + 0.5).
+points follow a random walk. Coordinates are pixels of the canvas (x = column, y = row); a sampled pixel (row r,
+column c) starts its stroke at (x, y) = (c, r), the pixel's top-left corner, as the reference does (spec §3.5).
+
+Where this differs from the reference on purpose: the draws come from a private CPU ``torch.Generator`` seeded by
+the caller's integer (the reference draws from global generators), so the same distribution but a different
+random stream, identical on every device and never touching the global RNG; and fewer positive pixels
+than strokes fall back to uniform draws from the rest (the reference's sampler fails there).
 """
 
 from __future__ import annotations
@@ -14,7 +19,9 @@ from .config import CANVAS
 
 
 def sample_start_points(probabilities: Tensor, count: int, generator: torch.Generator) -> Tensor:
-    """``count`` distinct pixel centres drawn from ``probabilities`` (H, W) without replacement; (count, 2) (x, y).
+    """``count`` distinct pixels drawn from ``probabilities`` (H, W) without replacement, as (count, 2) (x, y) points.
+
+    Pixel (row r, column c) gives the point (c, r), its top-left corner (spec §3.5).
 
     When fewer than ``count`` pixels have a positive probability, all of them are taken and the rest are drawn
     uniformly, again without replacement, from the zero-probability pixels: no pixel ever repeats.
@@ -34,7 +41,7 @@ def sample_start_points(probabilities: Tensor, count: int, generator: torch.Gene
         rest = torch.multinomial((flat == 0).double(), count - positive, replacement=False, generator=generator)
         picked = torch.cat([picked, rest])
     rows, cols = picked // width, picked % width
-    return torch.stack([cols, rows], dim=1).to(torch.float32) + 0.5
+    return torch.stack([cols, rows], dim=1).to(torch.float32)
 
 
 def initial_strokes(
@@ -50,7 +57,8 @@ def initial_strokes(
     """Initial control points, shape (count, control_points, 2), (x, y) pixels, float32, on ``device``.
 
     Start points from ``sample_start_points``; each further point is the previous one plus U(-step, step)·canvas
-    per axis. Deterministic per ``seed`` on any device (a CPU generator draws everything).
+    per axis. Deterministic per ``seed`` on any device: a private CPU generator seeded by ``seed`` draws everything,
+    and the global RNG is left alone.
     """
     if control_points < 1:
         raise ValueError(f"control_points must be at least 1, got {control_points}")
