@@ -1,8 +1,9 @@
-"""Model loading: devices, environment, configs, weights resolution and the loss network (tiny models, CPU)."""
+"""Model loading: devices, environment, configs, weights resolution, towers and fetching (tiny models, CPU)."""
 
 from __future__ import annotations
 
 import json
+import sys
 import time
 from pathlib import Path
 
@@ -12,25 +13,25 @@ import torch
 from safetensors.torch import save_file
 from tiny_models import LOSS_ARCH, SALIENCY_ARCH, TinyModels, make_clip, make_dino
 
-from clipasso_engine import models
+from clipasso_engine import weights
+from clipasso_engine.availability import resolve
 from clipasso_engine.config import SketchSettings
+from clipasso_engine.environment import resolve_device, settings_from_env
 from clipasso_engine.errors import DeviceError, ModelConfigError, WeightsMissingError
-from clipasso_engine.models import (
-    CLIP_MEAN,
-    CLIP_STD,
-    LossNetwork,
-    clip_normalize,
-    fetch_models,
-    load_clip_visual,
-    load_dino,
-    load_loss_network,
-    register_model_configs,
-    resolve_clip_weights,
-    resolve_device,
-    settings_from_env,
-)
+from clipasso_engine.fetch import fetch_models
+from clipasso_engine.loss_network import load_loss_network
+from clipasso_engine.model_configs import register_model_configs
+from clipasso_engine.normalize import CLIP_MEAN, CLIP_STD, clip_normalize
+from clipasso_engine.towers import load_clip_visual, load_dino
+from clipasso_engine.weights import clip_source
 
 CPU = torch.device("cpu")
+#: The command the messages print: installer users have no `clipasso` on PATH, this Python always works.
+FETCH = f"{sys.executable} -m clipasso_engine models fetch"
+
+
+def resolve_clip_weights(arch: str, tag: str, role: weights.Role = "loss") -> str:
+    return resolve(clip_source(arch, tag, role))
 
 
 def test_clip_normalize_maps_the_mean_to_zero_and_mean_plus_std_to_one() -> None:
@@ -144,10 +145,12 @@ def test_checkpoints_load_into_a_frozen_fp32_visual_tower(tiny_models: TinyModel
         assert torch.allclose(visual(images), reference.visual(images), atol=1e-5)
 
 
-def test_missing_weights_file_names_both_fixes(tiny_models: TinyModels, tmp_path: Path) -> None:
+def test_missing_weights_file_names_the_path_and_the_option(tiny_models: TinyModels, tmp_path: Path) -> None:
     with pytest.raises(WeightsMissingError) as err:
         load_clip_visual(LOSS_ARCH, str(tmp_path / "gone.pt"), device=CPU, model_config=str(tiny_models.model_config))
-    assert "clipasso models fetch" in str(err.value) and "--loss-weights" in str(err.value)
+    message = str(err.value)
+    assert f"{tmp_path / 'gone.pt'} does not exist" in message and "check the path given with --loss-weights" in message
+    assert "models fetch" not in message  # there is nothing to fetch for a file the user named
 
 
 def test_uncached_tag_offline_fails_fast_with_both_fixes(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -158,16 +161,18 @@ def test_uncached_tag_offline_fails_fast_with_both_fixes(monkeypatch: pytest.Mon
         load_clip_visual("ViT-B-32-quickgelu", "openai", device=CPU, role="saliency")
     assert time.monotonic() - start < 5
     message = str(err.value)
-    assert "ViT-B-32-quickgelu" in message and "clipasso models fetch" in message
+    assert "ViT-B-32-quickgelu" in message and FETCH in message
     assert "--saliency-weights" in message and "CLIPASSO_SALIENCY_WEIGHTS" in message
 
 
 def test_unreachable_hub_fails_fast(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("CLIPASSO_CACHE_DIR", str(tmp_path))
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
-    monkeypatch.setattr(models, "_hub_reachable", lambda: False)
+    monkeypatch.setattr(weights, "_hub_reachable", lambda: False)
+    start = time.monotonic()
     with pytest.raises(WeightsMissingError, match=r"cannot be reached.*CLIPASSO_LOSS_WEIGHTS"):
         resolve_clip_weights("RN101", "openai")
+    assert time.monotonic() - start < 5
 
 
 def test_cached_tag_resolves_offline_and_prefers_safetensors(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -196,73 +201,15 @@ class _Payload:
 def test_checkpoints_with_arbitrary_objects_are_refused(tiny_models: TinyModels, tmp_path: Path) -> None:
     path = tmp_path / "evil.pt"
     torch.save({"state_dict": {"x": torch.zeros(1)}, "payload": _Payload()}, path)
-    with pytest.raises(ModelConfigError, match="cannot be read as plain tensors"):
+    with pytest.raises(ModelConfigError, match="holds Python objects besides tensors, which are refused for safety"):
         load_clip_visual(LOSS_ARCH, str(path), device=CPU, model_config=str(tiny_models.model_config))
 
 
 def test_a_checkpoint_of_another_architecture_is_refused(tiny_models: TinyModels) -> None:
-    with pytest.raises(ModelConfigError, match="does not load into"):
+    with pytest.raises(ModelConfigError, match=f"is not a checkpoint of {SALIENCY_ARCH}"):
         load_clip_visual(
             SALIENCY_ARCH, str(tiny_models.loss_weights), device=CPU, model_config=str(tiny_models.model_config)
         )
-
-
-# --- the loss network --------------------------------------------------------------------------------------------
-
-
-def test_loss_network_stages_embedding_and_gradients(tiny_models: TinyModels) -> None:
-    network = load_loss_network(tiny_models.settings(), CPU)
-    images = torch.rand(2, 3, 224, 224, requires_grad=True)
-    out = network(images)
-    assert set(out) == {"layer2", "layer3", "embedding"}
-    assert out["layer2"].shape == (2, 64, 28, 28)
-    assert out["layer3"].shape == (2, 128, 14, 14)
-    assert out["embedding"].shape == (2, 32)
-    with torch.no_grad():
-        assert torch.allclose(out["embedding"], network.visual(images))
-    (out["layer2"].square().mean() + out["layer3"].square().mean() + out["embedding"].sum()).backward()
-    assert images.grad is not None and torch.isfinite(images.grad).all() and images.grad.abs().sum() > 0
-    assert all(p.grad is None for p in network.parameters())
-
-
-def test_loss_network_residual_branches_are_live(tiny_models: TinyModels) -> None:
-    # Spec §10: with open_clip's zero bn3 scales the bottleneck branches would output exactly 0.
-    visual = load_clip_visual(
-        LOSS_ARCH, str(tiny_models.loss_weights), device=CPU, model_config=str(tiny_models.model_config)
-    )
-    scales = [p for name, p in visual.named_parameters() if name.startswith("layer") and name.endswith("bn3.weight")]
-    assert len(scales) == 4 and all(p.abs().min() > 0 for p in scales)
-
-
-def test_folding_batch_norms_keeps_the_function_and_its_gradient(tiny_models: TinyModels) -> None:
-    def visual() -> torch.nn.Module:
-        return load_clip_visual(
-            LOSS_ARCH, str(tiny_models.loss_weights), device=CPU, model_config=str(tiny_models.model_config)
-        )
-
-    plain, fast = LossNetwork(visual(), optimise=False), LossNetwork(visual())
-    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in fast.modules())
-    assert any(isinstance(m, torch.nn.BatchNorm2d) for m in plain.modules())
-    images = torch.rand(2, 3, 224, 224, generator=torch.Generator().manual_seed(1))
-    a, b = images.clone().requires_grad_(True), images.clone().requires_grad_(True)
-    out_a, out_b = plain(a), fast(b)
-    for name in out_a:
-        torch.testing.assert_close(out_b[name], out_a[name], rtol=1e-4, atol=1e-5)
-    sum(v.sum() for v in out_a.values()).backward()
-    sum(v.sum() for v in out_b.values()).backward()
-    assert a.grad is not None and b.grad is not None
-    # Rounding differs between the folded and the plain convolutions: typically 1e-6 of the gradient's norm, but
-    # where it flips a ReLU input across zero up to ~3e-3 (measured over 8 random inputs). A wrong fold is O(1).
-    assert float((b.grad - a.grad).norm()) < 1e-2 * float(a.grad.norm())
-
-
-def test_loss_network_stages_are_found_by_name(tiny_models: TinyModels) -> None:
-    visual = load_clip_visual(
-        LOSS_ARCH, str(tiny_models.loss_weights), device=CPU, model_config=str(tiny_models.model_config)
-    )
-    assert LossNetwork(visual, ("layer1", "layer4"))(torch.zeros(1, 3, 224, 224))["layer4"].shape == (1, 256, 7, 7)
-    with pytest.raises(ModelConfigError, match="no stage named layer9"):
-        LossNetwork(visual, ("layer2", "layer9"))
 
 
 # --- DINO and fetching -------------------------------------------------------------------------------------------
@@ -295,5 +242,9 @@ def test_fetch_models_with_local_files_lists_them(tiny_models: TinyModels) -> No
 def test_fetch_models_offline_names_the_missing_model(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("CLIPASSO_CACHE_DIR", str(tmp_path))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    with pytest.raises(WeightsMissingError, match="RN101"):
+    with pytest.raises(WeightsMissingError) as err:
         fetch_models(SketchSettings())
+    message = str(err.value)
+    # Every missing model at once, and no advice to run the command that has just failed.
+    assert "RN101 (openai) and ViT-B-32-quickgelu (openai) are not in the cache" in message
+    assert "models fetch" not in message
