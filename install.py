@@ -170,13 +170,17 @@ def window_note_for(missing: list[str]) -> str | None:
     parts = [part for part in WINDOW_PARTS if part[1] in missing]
     names = " and ".join(name for _, name, _ in parts)
     packages = " ".join(package for _, _, package in parts)
+    also = ""
+    if "PyGObject" in missing:  # the other parts cannot be probed without it: offer their packages, claim nothing
+        packages = " ".join(package for _, _, package in WINDOW_PARTS)
+        also = " (the last two hold GTK 3 and its cairo support, which can be checked only once PyGObject is there)"
     if missing == ["PyGObject's cairo support"]:
         effect = "with its progress window but without the live preview"
     else:
         effect = "without its progress window or live preview"
     return (
         f"Inkscape's Python lacks {names}, so the extension will run {effect}. "
-        f"On Debian/Ubuntu: `sudo apt install {packages}`."
+        f"On Debian/Ubuntu: `sudo apt install {packages}`{also}."
     )
 
 
@@ -190,8 +194,8 @@ def window_note() -> str | None:
         done = subprocess.run([str(python), "-c", probe], capture_output=True, env=clean_env())
         if done.returncode != 0:
             missing.append(name)
-    if "PyGObject" in missing:  # without gi the other probes fail too: name only the first fix
-        missing = ["PyGObject", "GTK 3", "PyGObject's cairo support"]
+            if name == "PyGObject":  # the other probes need it
+                break
     return window_note_for(missing)
 
 
@@ -429,10 +433,14 @@ def uninstall(env: Path, ext_dir: Path, dry_run: bool) -> None:
     folders = [*created, *([env.parent] if env == default_venv() else []), logs]
     for folder in sorted(set(folders), key=lambda p: len(p.parts), reverse=True):  # deepest first
         remove_if_empty(folder, removing, dry_run)
+    if not removing:
+        say(f"Nothing to remove: no CLIPasso installation at {target} or {env}.")
     say(
         "The model weights are kept: they live in the shared Hugging Face and open_clip caches "
         "(~/.cache/huggingface/hub, ~/.cache/clip, or CLIPASSO_CACHE_DIR), which other programs may use too."
     )
+    if dry_run:
+        say("Dry run: nothing was removed.")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -398,8 +398,16 @@ def test_window_note_names_only_what_is_missing(monkeypatch: pytest.MonkeyPatch)
     assert "GTK 3" not in note and "`sudo apt install python3-gi-cairo`" in note
     monkeypatch.setattr(install.subprocess, "run", lambda command, **kwargs: real_run(["false"]))
     note = install.window_note() or ""
-    assert "PyGObject and GTK 3 and PyGObject's cairo support" in note and "without its progress window" in note
-    assert "python3-gi gir1.2-gtk-3.0 python3-gi-cairo" in note
+    assert "lacks PyGObject, so" in note and "without its progress window" in note
+    assert "python3-gi gir1.2-gtk-3.0 python3-gi-cairo" in note and "checked only once PyGObject is there" in note
+
+    def no_gtk(command: list[str], **kwargs: object) -> subprocess.CompletedProcess[bytes]:
+        return subprocess.CompletedProcess(command, 1 if "Gtk" in command[-1] else 0, b"", b"")
+
+    monkeypatch.setattr(install.subprocess, "run", no_gtk)
+    note = install.window_note() or ""
+    assert "lacks GTK 3, so" in note and "without its progress window or live preview" in note
+    assert "`sudo apt install gir1.2-gtk-3.0`." in note
     assert install.window_note_for([]) is None
 
 
