@@ -9,12 +9,12 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import signal
 import subprocess
 import tempfile
 from typing import IO, Any
 
 import inkex
+from clipasso_lifeline import kill_tree, start_engine
 
 PROTOCOL = 1
 #: Environment variable naming the engine's interpreter; wins over the installer's record.
@@ -80,7 +80,7 @@ class EngineRun:
         self.python = python
         self.last_progress: dict[str, Any] | None = None
         self.last_preview: dict[str, Any] | None = None
-        self.proc = subprocess.Popen(
+        self.proc = start_engine(
             [python, "-m", "clipasso_engine", "serve", "--stdio"],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
@@ -125,17 +125,7 @@ class EngineRun:
 
     def kill(self) -> None:
         """Kill the engine's whole process group and reap it (Cancel, or any failure on our side)."""
-        if self.proc.returncode is None:  # once reaped, its pid (and group id) may belong to another process
-            if os.name == "nt":
-                # Windows has no process groups to signal: end the engine's whole process tree.
-                subprocess.run(
-                    ["taskkill", "/T", "/F", "/PID", str(self.proc.pid)],
-                    capture_output=True,
-                    creationflags=getattr(subprocess, "CREATE_NO_WINDOW", 0),
-                )
-            else:
-                with contextlib.suppress(ProcessLookupError, PermissionError):
-                    os.killpg(self.proc.pid, signal.SIGKILL)
+        kill_tree(self.proc)
         self.proc.wait()
         self._close_pipes()
 

@@ -23,6 +23,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from clipasso_client import Cancelled, EngineRun, engine_python, log_path, run_headless  # noqa: E402
 from clipasso_image import Placement, image_file, placement  # noqa: E402
+from clipasso_lifeline import remove_on_death, watch_parent  # noqa: E402
 
 #: Stroke width default: the engine's own default, 3/224 of the padded square's side, as a percentage.
 DEFAULT_WIDTH_PERCENT = 1.34
@@ -45,11 +46,13 @@ class Sketch(inkex.EffectExtension):
         pars.add_argument("--target", default="group", choices=("group", "layer"), help="where the strokes go")
 
     def effect(self) -> Any:
+        watch_parent()  # Inkscape killed mid-run: end the engine and this script with it
         images = self.selected_images()
         python = engine_python()
         log = log_path()
         try:
             with tempfile.TemporaryDirectory(prefix="clipasso-") as workdir:
+                remove_on_death(workdir)
                 files = [image_file(img, self.options.input_file, workdir) for img in images]
                 results = self.sketch_all(python, [img.get_id() for img in images], files, log)
             for img, result in zip(images, results):  # fewer results after "Stop and use current"

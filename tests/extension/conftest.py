@@ -37,6 +37,7 @@ class FakeEngine:
         self.pids = folder / "pids.txt"
         self.requests = folder / "requests.jsonl"
         self.environments = folder / "environments.jsonl"
+        self.sent = folder / "sent.jsonl"
         self.cache = folder / "cache"
 
     def env(self, reply: str) -> dict[str, str]:
@@ -47,6 +48,7 @@ class FakeEngine:
             "FAKE_ENGINE_PIDS": str(self.pids),
             "FAKE_ENGINE_REQUESTS": str(self.requests),
             "FAKE_ENGINE_ENVIRONMENTS": str(self.environments),
+            "FAKE_ENGINE_SENT": str(self.sent),
             "XDG_CACHE_HOME": str(self.cache),
         }
 
@@ -55,6 +57,10 @@ class FakeEngine:
 
     def environment_log(self) -> list[dict]:
         return [json.loads(line) for line in self.environments.read_text().splitlines()]
+
+    def sent_log(self) -> list[dict]:
+        """The messages the fake engine has written so far."""
+        return [json.loads(line) for line in self.sent.read_text().splitlines()] if self.sent.exists() else []
 
     def started_pids(self) -> list[int]:
         return [int(p) for p in self.pids.read_text().split()] if self.pids.exists() else []

@@ -4,10 +4,11 @@
 Point ``CLIPASSO_ENGINE_PYTHON`` at this file: it ignores its arguments. ``FAKE_ENGINE_REPLY`` names a JSON-lines
 file of protocol messages, written out in order, plus directives:
 ``{"fake": "hold"}`` (send progress every 0.05 s until stop/cancel/EOF), ``{"fake": "sleep", "s": 0.2}``,
+``{"fake": "busy", "s": 60}`` (deaf to stop, cancel and end of stdin, like a model that is loading),
 ``{"fake": "exit", "status": 3}`` (crash), ``{"fake": "stderr", "text": "..."}``, ``{"fake": "spawn_child"}``
 (start a sleeping grandchild, to prove Cancel kills the whole group). ``FAKE_ENGINE_PIDS`` collects the pids
 of every process started, ``FAKE_ENGINE_REQUESTS`` every request line received, ``FAKE_ENGINE_ENVIRONMENTS``
-the ``PYTHON*`` and ``CLIPASSO_*`` variables each run was given.
+the ``PYTHON*`` and ``CLIPASSO_*`` variables each run was given, ``FAKE_ENGINE_SENT`` every message written.
 Like the real engine: ``stop`` returns the best strokes so far, ``cancel`` answers error ``cancelled``, and end
 of stdin ends the run silently.
 """
@@ -27,8 +28,10 @@ control: list[str] = []  # "stop", "cancel" or "eof", in arrival order
 
 
 def emit(message: dict[str, Any]) -> None:
-    sys.stdout.write(json.dumps({"protocol": 1, **message}) + "\n")
+    line = json.dumps({"protocol": 1, **message})
+    sys.stdout.write(line + "\n")
     sys.stdout.flush()
+    record("FAKE_ENGINE_SENT", line)
 
 
 def record(env: str, line: str) -> None:
@@ -70,7 +73,7 @@ def main() -> int:
             if control[0] in ("stop", "cancel"):
                 emit({"type": "error", "code": "cancelled", "message": "Cancelled."})
             return 1
-        if directive == "sleep":
+        if directive in ("sleep", "busy"):
             time.sleep(float(message["s"]))
         elif directive == "exit":
             return int(message["status"])

@@ -1,21 +1,25 @@
 """The real client: Inkscape 1.2 under Xvfb runs the extension that install.py put in a throwaway profile, with the
 real engine and tiny test models, through ``--batch-process``; the exported SVG is checked and rendered to PNG.
+And Inkscape killed mid-run (with the fake engine): the extension and the engine must end with it.
 
 Marked ``inkscape``; it fails (never skips) when Inkscape or Xvfb is missing.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 
 import inkex
 import pytest
-from conftest import DATA
+from conftest import DATA, EXT, FakeEngine, alive
 
 pytestmark = pytest.mark.inkscape
 ROOT = Path(__file__).resolve().parents[2]
@@ -112,3 +116,67 @@ def _cmdline(proc: Path) -> str:
         return (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
     except OSError:
         return ""
+
+
+def marked_processes(marker: str) -> list[int]:
+    """Live (non-zombie) processes whose environment holds ``marker``: Inkscape, the extension and the engine."""
+    found = []
+    for proc in Path("/proc").glob("[0-9]*"):
+        try:
+            environ = (proc / "environ").read_bytes()
+        except OSError:
+            continue
+        if marker.encode() in environ and alive(int(proc.name)):
+            found.append(int(proc.name))
+    return found
+
+
+@pytest.mark.parametrize("window", [True, False], ids=["window", "no_window"])
+@pytest.mark.parametrize("stage", ["loading_models", "optimising"])
+def test_killing_inkscape_ends_the_extension_and_the_engine(
+    stage: str, window: bool, tmp_path: Path, xserver: str, fake_engine: FakeEngine
+) -> None:
+    """Inkscape alone is SIGKILLed mid-run; within 5 s neither the extension nor the engine may be left."""
+    inkscape = shutil.which("inkscape")
+    if inkscape is None:
+        pytest.fail("Inkscape is missing: apt-get install inkscape xvfb xauth xdotool gir1.2-gtk-3.0")
+    profile = tmp_path / "profile"
+    shutil.copytree(EXT, profile / "extensions" / "clipasso", ignore=shutil.ignore_patterns("__pycache__"))
+    marker = f"CLIPASSO_TEST_MARKER={uuid.uuid4().hex}"
+    reply = "loading" if stage == "loading_models" else "hold"  # both ignore end of stdin while Inkscape lives
+    env = dict(os.environ, INKSCAPE_PROFILE_DIR=str(profile), DISPLAY=xserver, **fake_engine.env(reply))
+    env[marker.split("=")[0]] = marker.split("=")[1]
+    env.pop("CLIPASSO_NO_WINDOW", None)
+    if not window:
+        env["CLIPASSO_NO_WINDOW"] = "1"
+    document = tmp_path / "photo.svg"
+    shutil.copy(DATA / "svg" / "plain.svg", document)
+    actions = f"select-by-id:photo;org.clipasso.sketch.noprefs;export-filename:{tmp_path / 'out.svg'};export-do"
+    proc = subprocess.Popen(
+        [inkscape, "--batch-process", str(document), f"--actions={actions}"],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 90
+        # Loading: the status line announcing it; optimising: progress lines (the hold loop).
+        reached = {"loading_models": lambda m: m.get("stage") == stage, "optimising": lambda m: m["type"] == "progress"}
+        while not any(reached[stage](m) for m in fake_engine.sent_log()):
+            if proc.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"the engine never reached {stage} (sent: {fake_engine.sent_log()[:5]})")
+            time.sleep(0.1)
+        if window:  # the progress window is up, so the run is inside Gtk.main
+            assert any(n.startswith("CLIPasso") for n in visible_windows(xserver)), visible_windows(xserver)
+        time.sleep(0.5)
+        proc.kill()  # SIGKILL, Inkscape alone: no chance to clean up, as in a crash
+        proc.wait()
+        deadline = time.monotonic() + 5
+        while marked_processes(marker) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        left = {pid: _cmdline(Path(f"/proc/{pid}")) for pid in marked_processes(marker)}
+        assert not left, f"still running 5 s after Inkscape died: {left}"
+    finally:
+        proc.kill()
+        proc.wait()
+        for pid in marked_processes(marker):  # never leave a runaway behind, even when the test fails
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)

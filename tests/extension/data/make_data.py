@@ -132,6 +132,11 @@ def main() -> None:
         "basic": [started, status, progress, preview, {"type": "future_kind", "x": 1}, result],
         "hold": [started, preview, {"fake": "hold"}, result],
         "hold_before_strokes": [started, {"fake": "hold"}, result],
+        "loading": [
+            started,
+            {"type": "status", "stage": "loading_models", "message": "Loading."},
+            {"fake": "busy", "s": 120},
+        ],
         "weights_missing": [started, {"type": "error", "code": "weights_missing", "message": "Run fetch."}],
         "bad_image": [{"type": "error", "code": "bad_image", "message": "The image is truncated; re-save it."}],
         "internal": [started, {"type": "error", "code": "internal", "message": "Bug."}],
