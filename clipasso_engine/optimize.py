@@ -7,7 +7,9 @@ What makes it fast without changing the method:
 - the clean pair is part of every training batch, so its loss *is* the evaluation loss of the points before the step:
   scoring every ``eval_every`` iterations costs nothing extra, and we keep exactly the scored points;
 - the per-seed total is summed (not averaged) over seeds, so each seed gets exactly the gradient it would get alone;
-- no host-device synchronisation inside the loop except progress reports, at a bounded rate.
+- no host-device synchronisation inside the loop except progress reports, at a bounded rate (one read each).
+The selection of the kept points and early stop live in ``selection.py``, the precision policy in ``precision.py``
+(``autocast_context`` and ``flush_denormals`` are re-exported here for the benchmark).
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 import torch
@@ -23,10 +25,12 @@ from torch import Tensor
 
 from .augment import AugmentationPlan, apply_augmentations
 from .config import CANVAS, SketchSettings
-from .errors import Cancelled
+from .errors import Cancelled, ModelConfigError
 from .losses import clip_pair_losses
-from .models import clip_normalize
+from .normalize import clip_normalize
+from .precision import autocast_context, flush_denormals, loss_scale, resolve_precision
 from .render import render
+from .selection import SeedSelection
 
 FeatureNetwork = Callable[[Tensor], Mapping[str, Tensor]]
 
@@ -75,61 +79,18 @@ class OptimisationResult:
     seed_losses: list[float]  # best evaluation loss of every seed
     iterations_run: int
     stopped_early: bool  # the user asked to stop, or every seed met the early-stop rule
-    history: list[float] = field(default_factory=list)  # best-seed evaluation loss at each evaluation
+    precision: str = "fp32"  # the loss network's concrete precision (what "auto" resolved to): record it
+    best_so_far: list[float] = field(default_factory=list)  # lowest evaluation loss so far, after each evaluation
 
 
-def autocast_context(device: torch.device, precision: str) -> contextlib.AbstractContextManager[object]:
-    """Mixed precision for the loss network on GPU (spec §4 "ours"); fp32 on CPU and when asked for."""
-    if precision == "fp32" or device.type == "cpu":
-        return contextlib.nullcontext()
-    if precision == "auto":
-        use_bf16 = device.type == "cuda" and torch.cuda.is_bf16_supported()
-        dtype = torch.bfloat16 if use_bf16 else torch.float16
-    else:
-        dtype = torch.bfloat16 if precision == "bf16" else torch.float16
-    return torch.autocast(device_type=device.type, dtype=dtype)
-
-
-def loss_scale(autocast: contextlib.AbstractContextManager[object]) -> float:
-    """A constant factor on the loss before backward under fp16.
-
-    The gradient reaching a stage's output is about 1e-6 of the feature difference (an MSE over 400k elements),
-    below fp16's smallest normal number, so unscaled it would be flushed. Adam is invariant to a constant gradient
-    scale (up to its epsilon), so no unscaling is needed, and a constant needs no overflow check (no host sync).
-    """
-    if isinstance(autocast, torch.autocast) and autocast.fast_dtype == torch.float16:
-        return 1024.0
-    return 1.0
-
-
-_flush_depth = 0
-
-
-@contextlib.contextmanager
-def flush_denormals() -> Iterator[None]:
-    """Treat denormal CPU floats as zero while the block (or decorated function) runs; nests.
-
-    Deep ReLU networks push some activations and gradients into the denormal range, where x86 arithmetic is 10-100×
-    slower; they are far below anything the loss can resolve. Measured with RN101 (random weights, 2 threads):
-    forward + backward of 3 images took 11.4 s with denormals and 0.75 s without. The flag only affects CPU
-    arithmetic; torch offers no getter for it, so the outermost block switches it off again (its default).
-    """
-    global _flush_depth
-    if _flush_depth == 0 and not torch.set_flush_denormal(True):
-        yield  # a CPU without the feature
-        return
-    _flush_depth += 1
-    try:
-        yield
-    finally:
-        _flush_depth -= 1
-        if _flush_depth == 0:
-            torch.set_flush_denormal(False)
+#: Set-up progress: called as ``on_setup(done, total)`` with the target passes done before the first iteration
+#: (the clean target plus, for a pooled preset, each pooled augmentation's target): (0, total) first, then after each.
+SetupCallback = Callable[[int, int], None]
 
 
 def sketch_images(points: Tensor, width: float) -> Tensor:
     """Render (S, N, 4, 2) canvas points to (S, 3, 224, 224) images in [0, 1] (grey repeated to RGB)."""
-    grey = render(points, (CANVAS, CANVAS), width=width)
+    grey = render(points, (CANVAS, CANVAS), stroke_width=width)
     return grey.unsqueeze(1).expand(-1, 3, -1, -1)
 
 
@@ -166,7 +127,7 @@ def target_features(
         )
 
 
-def seed_losses(
+def batch_losses(
     points: Tensor,
     target: Tensor,
     clean_target_features: Mapping[str, Tensor],
@@ -187,7 +148,8 @@ def seed_losses(
     autocast = autocast or contextlib.nullcontext()
     seeds, augs = points.shape[0], grids.shape[0]
     # Warp the grey sketches, then repeat them to RGB: a third of the resampling work of warping three equal channels.
-    grey = render(points, (CANVAS, CANVAS), width=width).unsqueeze(1)
+    # No finiteness read here (a host sync per iteration): the loop checks its loss at its own sync points.
+    grey = render(points, (CANVAS, CANVAS), stroke_width=width, check_finite=False).unsqueeze(1)
     if augs:
         grey = torch.cat([grey, apply_augmentations(grey, grids)])
     sketch_features = _pair_features(network, grey.expand(-1, 3, -1, -1), autocast)
@@ -203,6 +165,55 @@ def seed_losses(
     return per_seed, clean
 
 
+def _synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    elif device.type == "mps":
+        torch.mps.synchronize()
+
+
+def _setup_targets(
+    network: FeatureNetwork,
+    target: Tensor,
+    plan: AugmentationPlan,
+    pooled: bool,
+    autocast: contextlib.AbstractContextManager[object],
+    control: RunControl,
+    on_setup: SetupCallback | None,
+) -> tuple[dict[str, Tensor], list[dict[str, Tensor]]]:
+    """The clean target's features and, for a pooled run, each pooled step's target features: the set-up passes."""
+    total = 1 + (plan.steps if pooled else 0)
+    clean: dict[str, Tensor] = {}
+    pool: list[dict[str, Tensor]] = []
+    for done in range(total):
+        # Before the first iteration there are no scored strokes yet, so "stop" is a cancel too.
+        if control.cancelled or control.stopped:
+            raise Cancelled("The sketch was cancelled.")
+        if on_setup is not None:
+            on_setup(done, total)
+        if done == 0:
+            with torch.no_grad():
+                clean = _pair_features(network, target.unsqueeze(0), autocast)
+        else:
+            pool.append(target_features(network, target, plan.grids(done - 1), autocast))
+        if on_setup is not None:
+            _synchronize(target.device)  # report passes done, not passes queued on the device
+    if on_setup is not None:
+        on_setup(total, total)
+    return clean, pool
+
+
+def _check(start_finite: float, loss_finite: float, completed: int, precision: str, settings: SketchSettings) -> None:
+    """Raise at a sync point where the run went non-finite, instead of optimising NaN to the last iteration."""
+    if not start_finite:
+        raise ValueError("initial_points must be finite: repair or drop the strokes with NaN or infinite points")
+    if not loss_finite:
+        raise ModelConfigError(
+            f"The loss became NaN or infinite within the first {completed} iterations ({precision}); check that the "
+            f"loss-network weights {settings.loss_weights!r} belong to {settings.loss_model}, or try --precision fp32."
+        )
+
+
 @flush_denormals()
 def optimise_strokes(
     initial_points: Tensor,
@@ -215,41 +226,35 @@ def optimise_strokes(
     control: RunControl | None = None,
     on_progress: Callable[[Progress], None] | None = None,
     progress_interval_s: float = 0.25,
+    on_setup: SetupCallback | None = None,
 ) -> OptimisationResult:
     """Optimise S seeds' strokes at once and return the best scored strokes of the best seed.
 
     initial_points: (S, N, 4, 2) canvas px on the target device; target: (3, 224, 224) in [0, 1], same device;
     plan: this run's augmentations (``plan.per_step`` must equal ``settings.augmentations``) on the same device;
-    width: stroke width in canvas pixels.
+    width: stroke width in canvas pixels; on_setup: see :data:`SetupCallback`.
+    Raises ``ModelConfigError`` when the loss becomes NaN or infinite (checked at the progress sync points).
     """
     device = initial_points.device
-    autocast = autocast_context(device, settings.precision)
+    precision = resolve_precision(device, settings.precision)
+    autocast = autocast_context(device, precision)
     scale = loss_scale(autocast)
     control = control or RunControl()
-    seeds = initial_points.shape[0]
     points = initial_points.detach().clone().requires_grad_(True)
     optimiser = torch.optim.Adam([points], lr=settings.lr)
-    with torch.no_grad():
-        clean_target = _pair_features(network, target.unsqueeze(0), autocast)
     # A pooled run cycles through a fixed set of augmentation steps, so each target's features are computed once.
-    pool: list[dict[str, Tensor]] = []
     if settings.augmentation_pool:
         plan = plan.first(settings.augmentation_pool)
-        pool = [target_features(network, target, plan.grids(k), autocast) for k in range(plan.steps)]
+    clean_target, pool = _setup_targets(
+        network, target, plan, bool(settings.augmentation_pool), autocast, control, on_setup
+    )
 
-    best_loss = torch.full((seeds,), float("inf"), device=device)
-    best_points = points.detach().clone()
-    previous_eval = torch.full((seeds,), float("nan"), device=device)
-    small_change = torch.zeros(seeds, dtype=torch.bool, device=device)
-    done = torch.zeros(seeds, dtype=torch.bool, device=device)
-    history: list[Tensor] = []
+    selection = SeedSelection(points, settings.early_stop_delta)
+    start_finite = torch.isfinite(initial_points).all()
+    loss_finite = torch.ones((), dtype=torch.bool, device=device)  # every iteration's loss so far
     start = last_sync = time.monotonic()
     completed = 0
     stopped = False
-
-    def current_best() -> Tensor:
-        return best_points[int(torch.argmin(best_loss))].detach().clone()
-
     for iteration in range(settings.iterations):
         if control.cancelled:
             raise Cancelled("The sketch was cancelled.")
@@ -257,71 +262,56 @@ def optimise_strokes(
             stopped = True
             break
         before = points.detach().clone()
-        per_seed, clean = seed_losses(
-            points,
-            target,
-            clean_target,
-            network,
-            plan.grids(iteration),
-            settings,
-            width,
-            autocast,
-            pool[iteration % len(pool)] if pool else None,
+        cached = pool[iteration % len(pool)] if pool else None
+        per_seed, clean = batch_losses(
+            points, target, clean_target, network, plan.grids(iteration), settings, width, autocast, cached
         )
         optimiser.zero_grad(set_to_none=True)
         (per_seed.sum() * scale).backward()
         optimiser.step()
         with torch.no_grad():
+            loss_finite = loss_finite & torch.isfinite(per_seed).all()
             if iteration % settings.eval_every == 0:
-                scored = clean.detach()
-                better = scored < best_loss
-                best_loss = torch.where(better, scored, best_loss)
-                best_points = torch.where(better[:, None, None, None], before, best_points)
-                if settings.early_stop_delta > 0:
-                    # The method's rule: stop when two evaluations in a row changed by at most delta.
-                    small = (scored - previous_eval).abs() <= settings.early_stop_delta
-                    done |= small & small_change
-                    small_change = small
-                previous_eval = scored
-                history.append(best_loss.min())
+                selection.record(clean, before)
             # A seed that met the early-stop rule keeps its points: the method stops that run there.
-            points.copy_(torch.where(done[:, None, None, None], before, points))
+            points.copy_(torch.where(selection.stopped[:, None, None, None], before, points))
         completed = iteration + 1
 
-        # The only host-device synchronisation of the loop, at a bounded rate: progress and the early-stop check.
+        # The loop's only host-device synchronisation, at a bounded rate and one read each: progress, the
+        # finiteness check and early stop. After the last iteration the result's own transfer does it.
         now = time.monotonic()
-        if now - last_sync < progress_interval_s and completed < settings.iterations:
+        last = completed == settings.iterations
+        if (now - last_sync < progress_interval_s and not last) or (last and on_progress is None):
             continue
         last_sync = now
+        leader = selection.leader()
+        flags = torch.stack([selection.stopped.all(), start_finite, loss_finite]).float()
+        loss, best, all_stopped, start_ok, loss_ok = torch.cat(
+            [per_seed.detach()[leader, None].float(), selection.best_loss[leader, None], flags]
+        ).tolist()
+        _check(start_ok, loss_ok, completed, precision, settings)
         if on_progress is not None:
             elapsed = now - start
             eta = elapsed / completed * (settings.iterations - completed)
-            leader = int(torch.argmin(best_loss))
-            on_progress(
-                Progress(
-                    completed,
-                    settings.iterations,
-                    float(per_seed.detach()[leader]),
-                    float(best_loss[leader]),
-                    elapsed,
-                    eta,
-                    current_best,
-                )
-            )
-        if completed < settings.iterations and bool(done.all()):
+            on_progress(Progress(completed, settings.iterations, loss, best, elapsed, eta, selection.leader_points))
+        if all_stopped and not last:
             stopped = True
             break
 
     # One transfer for every number the result needs: the loop's only synchronisation besides progress.
-    losses = torch.cat([best_loss, torch.stack(history) if history else best_loss[:0]]).tolist()
-    best_by_seed, evaluations = losses[:seeds], losses[seeds:]
+    flags = torch.stack([start_finite, loss_finite]).float()
+    numbers = torch.cat([flags, selection.best_loss, torch.stack(selection.best_so_far or [flags[0]])]).tolist()
+    _check(numbers[0], numbers[1], completed, precision, settings)
+    seeds = initial_points.shape[0]
+    best_by_seed = numbers[2 : 2 + seeds]
     winner = min(range(seeds), key=best_by_seed.__getitem__)
     return OptimisationResult(
-        points=best_points[winner].detach().clone(),
+        points=selection.best_points[winner].detach().clone(),
         seed_index=winner,
         best_loss=best_by_seed[winner],
         seed_losses=best_by_seed,
         iterations_run=completed,
         stopped_early=stopped,
-        history=evaluations,
+        precision=precision,
+        best_so_far=numbers[2 + seeds :] if selection.best_so_far else [],
     )

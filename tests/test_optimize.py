@@ -13,17 +13,19 @@ from tiny_models import TinyModels
 from clipasso_engine.augment import apply_augmentations, draw_augmentations
 from clipasso_engine.config import SketchSettings
 from clipasso_engine.errors import Cancelled
+from clipasso_engine.loss_network import LossNetwork, load_loss_network
 from clipasso_engine.losses import clip_pair_losses
-from clipasso_engine.models import LossNetwork, clip_normalize, load_loss_network
+from clipasso_engine.normalize import clip_normalize
 from clipasso_engine.optimize import (
     Progress,
     RunControl,
     autocast_context,
+    batch_losses,
     optimise_strokes,
-    seed_losses,
     sketch_images,
 )
 from clipasso_engine.render import render
+from clipasso_engine.selection import SeedSelection
 
 CPU = torch.device("cpu")
 
@@ -67,7 +69,7 @@ def plain_reference_loop(
         optimiser = torch.optim.Adam([points], lr=settings.lr)
         best, best_p, trace = float("inf"), points.detach().clone(), []
         for step in range(settings.iterations):
-            sketch = render(points, (224, 224), width=3.0).expand(3, -1, -1).unsqueeze(0)
+            sketch = render(points, (224, 224), stroke_width=3.0).expand(3, -1, -1).unsqueeze(0)
             grids = plan.grids(step)
             sketches = torch.cat([sketch, apply_augmentations(sketch, grids)])
             targets = torch.cat([target.unsqueeze(0), apply_augmentations(target.unsqueeze(0), grids)])
@@ -92,8 +94,15 @@ def plain_reference_loop(
 
 @pytest.mark.parametrize("pool", [0, 2], ids=["fresh-augmentations", "pooled-targets"])
 def test_batched_loop_equals_plain_reference_loop(network: LossNetwork, pool: int) -> None:
+    # fp32 like the plain loop: this compares the batching, not the precision (test_precision.py compares that).
     settings = SketchSettings(
-        iterations=6, seeds=2, augmentations=2, eval_every=2, early_stop_delta=0.0, augmentation_pool=pool
+        iterations=6,
+        seeds=2,
+        augmentations=2,
+        eval_every=2,
+        early_stop_delta=0.0,
+        augmentation_pool=pool,
+        precision="fp32",
     )
     truth = scene(1)
     initial = torch.stack(
@@ -110,7 +119,7 @@ def test_batched_loop_equals_plain_reference_loop(network: LossNetwork, pool: in
         clean_target = network(clip_normalize(target[None]))
     for step in range(settings.iterations):
         points = torch.stack([trace[step].points for trace in traces]).requires_grad_(True)
-        per_seed, _ = seed_losses(points, target, clean_target, network, pooled.grids(step), settings, 3.0)
+        per_seed, _ = batch_losses(points, target, clean_target, network, pooled.grids(step), settings, 3.0)
         per_seed.sum().backward()
         assert points.grad is not None
         for k, trace in enumerate(traces):
@@ -141,22 +150,80 @@ def test_batched_loop_equals_plain_reference_loop(network: LossNetwork, pool: in
         assert any(loss == pytest.approx(trace[step].loss, rel=5e-3) for trace in traces), (step, loss)
 
 
-def test_best_iteration_returns_exactly_the_scored_points(network: LossNetwork) -> None:
-    settings = SketchSettings(iterations=25, seeds=2, augmentations=1, eval_every=5, early_stop_delta=0.0)
+class RecordSpy:
+    """Wraps ``SeedSelection.record`` to keep every evaluation the loop scored: its losses and its points."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.losses: list[torch.Tensor] = []
+        self.points: list[torch.Tensor] = []
+        original = SeedSelection.record
+
+        def record(selection: SeedSelection, losses: torch.Tensor, points: torch.Tensor) -> None:
+            self.losses.append(losses.detach().clone())
+            self.points.append(points.detach().clone())
+            original(selection, losses, points)
+
+        monkeypatch.setattr(SeedSelection, "record", record)
+
+
+def test_best_iteration_returns_exactly_the_scored_points(
+    network: LossNetwork, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # lr 6 overshoots: the evaluation losses go down and up again, so keeping the best differs from keeping the last.
+    settings = SketchSettings(
+        iterations=25, seeds=2, augmentations=1, eval_every=5, early_stop_delta=0.0, lr=6.0, precision="fp32"
+    )
     truth = scene(2)
     target = target_image(truth)
     initial = torch.stack(
         [truth + 15 * torch.randn(truth.shape, generator=torch.Generator().manual_seed(s)) for s in (1, 2)]
     )
     plan = draw_augmentations(0, settings.iterations, settings.augmentations)
+    spy = RecordSpy(monkeypatch)
     result = optimise_strokes(initial, target, network, settings, plan, width=3.0)
+    evaluations = torch.stack(spy.losses)  # (evaluations, seeds)
+    assert evaluations.shape == (5, 2)  # iterations 0, 5, 10, 15, 20 were scored
+    winner = result.seed_index
+    best_at = int(torch.argmin(evaluations[:, winner]))
+    assert best_at != evaluations.shape[0] - 1, "the losses must not end at their minimum for this test to tell"
+    assert float(evaluations[-1, winner]) > float(evaluations[best_at, winner]) + 0.1
+    # Exactly the points that were scored at the best evaluation, not the last ones nor the ones after the step.
+    assert torch.equal(result.points, spy.points[best_at][winner])
+    assert result.best_loss == float(evaluations[best_at, winner]) == float(evaluations.min())
+    assert result.seed_losses == evaluations.min(dim=0).values.tolist()
     with torch.no_grad():
         clean_target = network(clip_normalize(target[None]))
-        _, rescored = seed_losses(result.points[None], target, clean_target, network, plan.grids(0)[:0], settings, 3.0)
+        _, rescored = batch_losses(result.points[None], target, clean_target, network, plan.grids(0)[:0], settings, 3.0)
     assert float(rescored[0]) == pytest.approx(result.best_loss, rel=1e-5)
-    assert result.best_loss == pytest.approx(min(result.history), rel=1e-6)
-    assert result.best_loss == min(result.seed_losses)
-    assert len(result.history) == 5  # iterations 0, 5, 10, 15, 20 were scored
+    # best_so_far is the running minimum over seeds after each evaluation.
+    running = torch.cummin(evaluations.min(dim=1).values, dim=0).values
+    assert result.best_so_far == running.tolist()
+
+
+def test_default_early_stop_ends_a_flat_run_at_its_third_evaluation(network: LossNetwork) -> None:
+    """The default delta (1e-5): points that cannot move score the same at every evaluation: new best at iteration
+    0, flat at 10 (flag set), flat at 20: stop there, after 21 iterations of the 200."""
+    settings = SketchSettings(iterations=200, seeds=1, augmentations=1, lr=1e-12)
+    assert settings.early_stop_delta == 1e-5 and settings.eval_every == 10 and settings.precision == "auto"
+    target = target_image(scene(1))
+    plan = draw_augmentations(0, settings.iterations, settings.augmentations)
+    result = optimise_strokes(scene(2)[None], target, network, settings, plan, width=3.0, progress_interval_s=0.0)
+    assert result.stopped_early and result.iterations_run == 21
+    assert len(result.best_so_far) == 3
+    # The same run with delta 0 goes on to the end.
+    full = optimise_strokes(scene(2)[None], target, network, settings.replace(early_stop_delta=0.0), plan, width=3.0)
+    assert not full.stopped_early and full.iterations_run == 200
+
+
+def test_a_seed_that_met_the_early_stop_rule_keeps_its_points(network: LossNetwork) -> None:
+    """Two seeds: the frozen one (flat from the start, lr is tiny for both) stops moving; the run ends when all do."""
+    settings = SketchSettings(iterations=60, seeds=2, augmentations=0, lr=1e-12, eval_every=5)
+    target = target_image(scene(1))
+    plan = draw_augmentations(0, settings.iterations, 0)
+    initial = torch.stack([scene(2), scene(3)])
+    result = optimise_strokes(initial, target, network, settings, plan, width=3.0, progress_interval_s=0.0)
+    assert result.stopped_early and result.iterations_run == 11
+    assert torch.equal(result.points, initial[result.seed_index])
 
 
 def test_every_control_point_gets_a_finite_gradient(network: LossNetwork) -> None:
@@ -166,7 +233,7 @@ def test_every_control_point_gets_a_finite_gradient(network: LossNetwork) -> Non
     plan = draw_augmentations(0, 1, settings.augmentations)
     with torch.no_grad():
         clean_target = network(clip_normalize(target[None]))
-    per_seed, clean = seed_losses(points, target, clean_target, network, plan.grids(0), settings, 3.0)
+    per_seed, clean = batch_losses(points, target, clean_target, network, plan.grids(0), settings, 3.0)
     assert per_seed.shape == clean.shape == (2,)
     per_seed.sum().backward()
     assert points.grad is not None
@@ -189,7 +256,7 @@ def test_rendered_target_pulls_strokes_towards_it(network: LossNetwork) -> None:
     before, after = image_error(initial[0]), image_error(result.points)
     # Measured: the mean pixel error drops from 0.029 to 0.016 and the loss from 2.47 to 0.87.
     assert after < 0.7 * before, (before, after)
-    assert result.history[-1] < 0.5 * result.history[0]
+    assert result.best_so_far[-1] < 0.5 * result.best_so_far[0]
 
 
 def test_cancel_raises_and_stop_returns_best_so_far(network: LossNetwork) -> None:
@@ -250,7 +317,7 @@ def test_mixed_precision_gives_the_same_losses_and_gradients(tiny_models: TinyMo
         points = torch.stack([scene(3), scene(4)]).to(device).requires_grad_(True)
         with torch.no_grad(), autocast:
             clean_target = network(clip_normalize(target[None]))
-        per_seed, _ = seed_losses(points, target, clean_target, network, grids, settings, 3.0, autocast)
+        per_seed, _ = batch_losses(points, target, clean_target, network, grids, settings, 3.0, autocast)
         per_seed.sum().backward()
         assert points.grad is not None
         results[precision] = (per_seed.detach().cpu(), points.grad.cpu())
