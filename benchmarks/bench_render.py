@@ -92,7 +92,7 @@ def bench_case(batch: int, strokes: int, side: int, device: torch.device, repeat
 
     def step() -> None:
         p = points.clone().requires_grad_()
-        render(p, (side, side), width=3.0).sum().backward()
+        render(p, (side, side), stroke_width=3.0).sum().backward()
 
     # Big cases take long enough that fewer runs give as steady a median.
     return time_ms(step, device, repeats if batch * strokes * side < 300_000 else max(3, repeats // 5))

@@ -2,26 +2,31 @@
 
 Each stroke is flattened into line segments (per-stroke count, chosen from its length and bend); every segment
 covers only the pixels of its own small box, so the work follows the ink, not canvas × strokes. A pixel's
-coverage by a round-capped segment of width ``w`` is ``clamp(w/2 + 0.5 − d, 0, 1)``, with ``d`` the exact
-distance from the pixel centre to the segment: the box-filtered area of a straight edge along the pixel grid,
-and close to it at other angles (44 dB from exact coverage on the spec's scene). Within one stroke the
-segments merge by maximum (the round joins of a polyline); strokes composite like cairo's ``over``,
-``α = 1 − Π(1 − α_i)``, and the image is ``1 − α`` (black on white).
+coverage by a round-capped segment of width ``w`` is the box-filtered slab, the overlap of the pixel's extent
+[d − ½, d + ½] across the stroke with the band [−w/2, w/2]: ``clamp(w/2 + ½ − d, 0, min(w, 1))``, ``d`` the exact
+distance from the pixel centre to the segment. That is exact along the pixel grid at every width and offset and
+close at other angles (44.0 dB from exact coverage on the spec's scene). The caps take the same profile of the
+distance to the end point: round, and a little heavy (a dot carries π(w²/4 + 1/12) of ink for w ≥ 1, not πw²/4).
+Within one stroke the segments merge by maximum (the round joins of a polyline); strokes composite like cairo's
+``over``, ``α = 1 − Π(1 − α_i)``, and the image is ``1 − α`` (black on white).
 
-Everything is batched tensor work with autograd for the backward pass. Per call there are exactly two size
-decisions that read back from the device (the total segment count and the total (pixel, segment) pair count),
-whatever the number of strokes.
+Everything is batched tensor work with autograd for the backward pass. The sparse method reads back from the
+device twice per call, whatever the number of strokes: the total segment count (with the finiteness check) and
+the total (pixel, segment) pair count. The dense method reads back only its finiteness check.
 """
 
 from __future__ import annotations
+
+import math
 
 import torch
 from torch import Tensor
 
 __all__ = ["render"]
 
-#: Control points are clamped to ± this many canvas sides: far enough to keep any curve that can reach the canvas
-#: practically unchanged, near enough that squared distances stay finite in float32.
+#: Finite control points are clamped to ± this many canvas sides: in float32 the Bernstein sums overflow near
+#: 1e38 and squared distances beyond 1.8e19 px, turning a huge but finite point into NaN. Only strokes with a
+#: point this far away change, and those leave the canvas within a small fraction of their length.
 _FAR = 1.0e3
 #: Most segments one stroke is flattened into.
 _MAX_SEGMENTS = 128
@@ -52,14 +57,39 @@ def _per_stroke(value: float | Tensor, batch_shape: tuple[int, ...], like: Tenso
     return v.expand(batch_shape).reshape(-1)
 
 
+def _slab(w_stroke: Tensor) -> tuple[Tensor, Tensor]:
+    """Per-stroke (reach, solid) of :func:`_coverage`: the distance w/2 + ½ where coverage ends, and min(w, 1)."""
+    return w_stroke / 2 + 0.5, w_stroke.clamp(max=1)
+
+
+def _coverage(dist: Tensor, reach: Tensor, solid: Tensor) -> Tensor:
+    """Box-filtered slab: overlap of [d − ½, d + ½] with [−w/2, w/2], i.e. clamp(w/2 + ½ − d, 0, min(w, 1))."""
+    return (reach - dist).clamp_min(0).minimum(solid)
+
+
+def _non_finite(pts: Tensor, w_stroke: Tensor, o_stroke: Tensor) -> Tensor:
+    """Counts (NaN point coordinates, infinite ones, non-finite widths or opacities), still on the device."""
+    style = (~w_stroke.isfinite()).sum() + (~o_stroke.isfinite()).sum()
+    return torch.stack((pts.isnan().sum(), pts.isinf().sum(), style))
+
+
+def _raise_if_non_finite(counts: list[int]) -> None:
+    """The one error of both methods for :func:`_non_finite`'s counts, once read back from the device."""
+    if counts[0] or counts[1]:
+        raise ValueError(f"points must be finite, got {counts[0]} NaN and {counts[1]} infinite coordinates")
+    if counts[2]:
+        raise ValueError(f"stroke widths and opacities must be finite, got {counts[2]} that are not")
+
+
 def render(
     points: Tensor,
     size: tuple[int, int],
-    width: float | Tensor = 3.0,
+    stroke_width: float | Tensor = 3.0,
     *,
     opacity: float | Tensor = 1.0,
     segments: int | None = None,
     method: str = "auto",
+    check_finite: bool = True,
 ) -> Tensor:
     """Rasterise black round-capped cubic Bézier strokes on a white canvas, differentiably.
 
@@ -67,16 +97,21 @@ def render(
         points: control points, shape (B, N, 4, 2) or (N, 4, 2), pixel units: x = column, y = row, origin at
             the canvas's top-left corner (pixel (r, c) covers [c, c + 1] × [r, r + 1]). Any finite values.
         size: canvas (H, W) in pixels.
-        width: visible stroke width in pixels: a number, or a tensor broadcastable to (B, N) / (N,) for one
-            width per stroke (differentiable).
-        opacity: stroke opacity in [0, 1], a number or a per-stroke tensor like ``width`` (differentiable).
+        stroke_width: visible stroke width in pixels, any width ≥ 0 (negative counts as 0): a number, or a
+            tensor broadcastable to (B, N) / (N,) for one width per stroke (differentiable).
+        opacity: stroke opacity in [0, 1], a number or a per-stroke tensor like ``stroke_width``
+            (differentiable).
         segments: flatten every stroke into exactly this many segments instead of choosing per stroke from its
             length and bend (the choice is piecewise constant in the points, so a fixed count makes the image a
             continuous function of them).
         method: ``"sparse"`` visits only the pixels near each segment (cost follows the ink; two device reads per
             call to size its buffers), ``"dense"`` measures every pixel against every stroke with static shapes
-            and no device reads at all (cost follows canvas × strokes; what a GPU wants inside a training loop),
-            ``"auto"`` picks dense on CUDA and MPS while the canvas × strokes is small enough, else sparse.
+            (cost follows canvas × strokes; no device read but the finiteness check: what a GPU wants inside a
+            training loop), ``"auto"`` picks dense on CUDA and MPS while canvas × strokes is small, else sparse.
+        check_finite: raise ``ValueError`` for NaN or infinite points, widths or opacities (one device read).
+            ``False`` skips that read in the dense method, whose image then has NaN pixels for non-finite points
+            (a training loop checks its loss at its own sync points instead); the sparse method reads its sizes
+            back anyway and always checks.
 
     Returns:
         The grey image, shape (B, H, W) or (H, W), values in [0, 1], white = 1, on ``points``' device and dtype.
@@ -89,9 +124,12 @@ def render(
         raise ValueError(f"segments must be between 1 and 4096, got {segments}")
     if method not in ("auto", "sparse", "dense"):
         raise ValueError(f"method must be 'auto', 'sparse' or 'dense', got {method!r}")
-    height, width_px = int(size[0]), int(size[1])
-    if height <= 0 or width_px <= 0:
+    canvas_height, canvas_width = int(size[0]), int(size[1])
+    if canvas_height <= 0 or canvas_width <= 0:
         raise ValueError(f"size must be two positive integers (H, W), got {size}")
+    for name, value in (("stroke_width", stroke_width), ("opacity", opacity)):
+        if not isinstance(value, Tensor) and not math.isfinite(value):
+            raise ValueError(f"{name} must be finite, got {value}")
     unbatched = points.dim() == 3
     pts = points.unsqueeze(0) if unbatched else points
     # Half precision cannot hold pixel coordinates to a fraction of a pixel: work in float32 and hand back the
@@ -101,34 +139,45 @@ def render(
         pts = pts.to(work)
         per_stroke = (pts.shape[0], pts.shape[1])
         if method == "auto":
-            pairs = pts.shape[0] * pts.shape[1] * height * width_px
+            pairs = pts.shape[0] * pts.shape[1] * canvas_height * canvas_width
             method = "dense" if pts.device.type in ("cuda", "mps") and pairs <= _DENSE_AUTO_LIMIT else "sparse"
-        rasterise = _rasterise_dense if method == "dense" else _rasterise
-        image = rasterise(
-            pts,
-            _per_stroke(width, per_stroke, pts).clamp_min(0),
-            _per_stroke(opacity, per_stroke, pts).clamp(0, 1),
-            (height, width_px),
-            segments,
-        ).to(points.dtype)
+        w_stroke = _per_stroke(stroke_width, per_stroke, pts)
+        o_stroke = _per_stroke(opacity, per_stroke, pts)
+        non_finite = _non_finite(pts, w_stroke, o_stroke)
+        w_stroke, o_stroke = w_stroke.clamp_min(0), o_stroke.clamp(0, 1)
+        # Infinite points become NaN rather than clamped onto the canvas: unchecked, they show in the image.
+        far = _FAR * max(canvas_height, canvas_width)
+        pts = torch.where(pts.isfinite(), pts.clamp(-far, far), math.nan)
+        size_hw = (canvas_height, canvas_width)
+        if method == "dense":
+            if check_finite:
+                _raise_if_non_finite(non_finite.tolist())
+            image = _rasterise_dense(pts, w_stroke, o_stroke, size_hw, segments)
+        else:
+            image = _rasterise(pts, w_stroke, o_stroke, size_hw, segments, non_finite)
+        image = image.to(points.dtype)
     return image[0] if unbatched else image
 
 
-def _rasterise(pts: Tensor, w_stroke: Tensor, o_stroke: Tensor, size: tuple[int, int], segments: int | None) -> Tensor:
-    """The image (B, H, W) of control points ``pts`` (B, N, 4, 2) with per-stroke widths and opacities (B·N,)."""
+def _rasterise(
+    pts: Tensor, w_stroke: Tensor, o_stroke: Tensor, size: tuple[int, int], segments: int | None, non_finite: Tensor
+) -> Tensor:
+    """The image (B, H, W) of control points ``pts`` (B, N, 4, 2) with per-stroke widths and opacities (B·N,).
+
+    ``non_finite``: :func:`_non_finite`'s counts, read back with the sizes (one device read for both).
+    """
     batch, n_strokes = pts.shape[0], pts.shape[1]
-    height, width_px = size
+    canvas_height, canvas_width = size
     device, dtype = pts.device, pts.dtype
     strokes = batch * n_strokes
-    far = _FAR * max(height, width_px)
-    ctrl = pts.reshape(strokes, 4, 2).clamp(-far, far)
-    canvas = height * width_px
+    ctrl = pts.reshape(strokes, 4, 2)
+    n_pixels = canvas_height * canvas_width
 
     # --- per stroke: a pixel box from the control hull, segment count; sync 1 reads the totals ---------------
     with torch.no_grad():
         c = ctrl.detach()
         reach = w_stroke.detach() / 2 + 0.5  # coverage is zero beyond this distance from the centre line
-        limit = torch.tensor([width_px, height], device=device, dtype=dtype)
+        limit = torch.tensor([canvas_width, canvas_height], device=device, dtype=dtype)
         zero = torch.zeros_like(limit)
         # Pixel i is touched iff its centre i + 0.5 lies within ``reach`` of [lo, hi].
         box0 = (c.amin(dim=1) - (reach + 0.5)[:, None]).ceil().clamp(min=zero, max=limit)
@@ -146,10 +195,9 @@ def _rasterise(pts: Tensor, w_stroke: Tensor, o_stroke: Tensor, size: tuple[int,
                 torch.maximum(polygon / _SEGMENT_LEN, (0.75 * bend / _CHORD_TOL).sqrt()).ceil().clamp(1, _MAX_SEGMENTS)
             )
         count = torch.where(area > 0, count.long(), 0)  # strokes that cannot reach the canvas are dropped
-        bad = (~c.isfinite()).sum()  # read in the same sync: NaN points would otherwise fail obscurely below
-        seg_total, slot_total, n_bad = (int(v) for v in torch.stack((count.sum(), area.sum(), bad)).tolist())
-        if n_bad:
-            raise ValueError(f"points must be finite, got {n_bad} NaN coordinates")
+        # The finiteness counts come in the same read: non-finite points would otherwise fail obscurely below.
+        seg_total, slot_total, *counts = torch.cat((torch.stack((count.sum(), area.sum())), non_finite)).tolist()
+        _raise_if_non_finite(counts)
 
         seg_stroke = torch.repeat_interleave(torch.arange(strokes, device=device), count, output_size=seg_total)
         k = count.index_select(0, seg_stroke).to(dtype)
@@ -163,9 +211,9 @@ def _rasterise(pts: Tensor, w_stroke: Tensor, o_stroke: Tensor, size: tuple[int,
     a = ends[:, 0]
     ab = ends[:, 1] - a
     inv_len2 = 1 / (ab * ab).sum(dim=1).clamp_min(1e-12)
-    seg_reach = (w_stroke / 2 + 0.5).index_select(0, seg_stroke)
+    seg_reach, seg_solid = (v.index_select(0, seg_stroke) for v in _slab(w_stroke))
     seg_opacity = o_stroke.index_select(0, seg_stroke)
-    seg_float = torch.stack((a[:, 0], a[:, 1], ab[:, 0], ab[:, 1], inv_len2, seg_reach, seg_opacity), dim=1)
+    seg_float = torch.stack((a[:, 0], a[:, 1], ab[:, 0], ab[:, 1], inv_len2, seg_reach, seg_solid, seg_opacity), dim=1)
 
     # --- segments -> (pixel, segment) pairs in each segment's box, clipped to its stroke's box (sync 2) ------
     with torch.no_grad():
@@ -185,7 +233,7 @@ def _rasterise(pts: Tensor, w_stroke: Tensor, o_stroke: Tensor, size: tuple[int,
         stroke_w = span[:, 0].long().index_select(0, seg_stroke)
         slot_origin = (torch.cumsum(area, 0) - area).index_select(0, seg_stroke)
         slot_origin = slot_origin - s_box0_i[:, 1] * stroke_w - s_box0_i[:, 0]
-        image_origin = torch.div(seg_stroke, n_strokes, rounding_mode="floor") * canvas
+        image_origin = torch.div(seg_stroke, n_strokes, rounding_mode="floor") * n_pixels
         seg_int = torch.stack(
             (
                 torch.cumsum(n_pix, 0) - n_pix,
@@ -203,17 +251,17 @@ def _rasterise(pts: Tensor, w_stroke: Tensor, o_stroke: Tensor, size: tuple[int,
         px = x0 + local % box_w
         py = y0 + torch.div(local, box_w, rounding_mode="floor")
         slot = slot0 + py * row + px
-        pixel = img0 + py * width_px + px
+        pixel = img0 + py * canvas_width + px
 
     # --- coverage of each pair: exact distance from the pixel centre to the segment ----------------------------
-    ax, ay, abx, aby, inv2, pair_reach, pair_opacity = seg_float.index_select(0, pair_seg).unbind(1)
+    ax, ay, abx, aby, inv2, pair_reach, pair_solid, pair_opacity = seg_float.index_select(0, pair_seg).unbind(1)
     apx = (px.to(dtype) + 0.5) - ax
     apy = (py.to(dtype) + 0.5) - ay
     t = ((apx * abx + apy * aby) * inv2).clamp(0, 1)
     ox = apx - t * abx
     oy = apy - t * aby
     dist = (ox * ox + oy * oy).clamp_min(1e-12).sqrt()  # clamp: finite gradient where the pixel is on the line
-    alpha = (pair_reach - dist).clamp(0, 1) * pair_opacity
+    alpha = _coverage(dist, pair_reach, pair_solid) * pair_opacity
 
     # --- union: max within a stroke, "over" across strokes ------------------------------------------------------
     with torch.no_grad():
@@ -226,8 +274,8 @@ def _rasterise(pts: Tensor, w_stroke: Tensor, o_stroke: Tensor, size: tuple[int,
         share = is_best / ties.index_select(0, slot)
     # Sum of log(1 − α) per pixel is the log of the product of transmittances; α is kept below 1 for a finite log.
     log_clear = torch.log1p(-alpha.clamp(max=1 - 1e-6)) * share
-    total = torch.zeros(batch * canvas, device=device, dtype=dtype).index_add(0, pixel, log_clear)
-    return total.exp().reshape(batch, height, width_px)
+    total = torch.zeros(batch * n_pixels, device=device, dtype=dtype).index_add(0, pixel, log_clear)
+    return total.exp().reshape(batch, canvas_height, canvas_width)
 
 
 def _rasterise_dense(
@@ -241,20 +289,18 @@ def _rasterise_dense(
     subgradient.
     """
     batch, n_strokes = pts.shape[0], pts.shape[1]
-    height, width_px = size
+    canvas_height, canvas_width = size
     device, dtype = pts.device, pts.dtype
     count = segments or _DENSE_SEGMENTS
-    far = _FAR * max(height, width_px)
-    ctrl = pts.clamp(-far, far)
     basis = _bernstein(torch.linspace(0, 1, count + 1, device=device, dtype=dtype))  # (K + 1, 4)
-    ends = torch.einsum("kc,bncx->bnkx", basis, ctrl)  # (B, N, K + 1, 2)
+    ends = torch.einsum("kc,bncx->bnkx", basis, pts)  # (B, N, K + 1, 2)
     a = ends[:, :, :-1]
     ab = ends[:, :, 1:] - a
     inv_len2 = 1 / (ab * ab).sum(dim=-1).clamp_min(1e-12)  # (B, N, K)
-    xs = torch.arange(width_px, device=device, dtype=dtype) + 0.5
-    ys = torch.arange(height, device=device, dtype=dtype) + 0.5
-    px = xs.repeat(height)  # (P,) pixel centres, row-major
-    py = ys.repeat_interleave(width_px)
+    xs = torch.arange(canvas_width, device=device, dtype=dtype) + 0.5
+    ys = torch.arange(canvas_height, device=device, dtype=dtype) + 0.5
+    px = xs.repeat(canvas_height)  # (P,) pixel centres, row-major
+    py = ys.repeat_interleave(canvas_width)
 
     with torch.no_grad():
         # Nearest segment of each stroke for each pixel, a few strokes at a time to bound the temporaries.
@@ -281,7 +327,7 @@ def _rasterise_dense(
     t = ((apx * abx + apy * aby) * pick(inv_len2)).clamp(0, 1)
     ox, oy = apx - t * abx, apy - t * aby
     dist = (ox * ox + oy * oy).clamp_min(1e-12).sqrt()  # clamp: finite gradient where the pixel is on the line
-    reach = (w_stroke / 2 + 0.5).reshape(batch, n_strokes, 1)
-    alpha = (reach - dist).clamp(0, 1) * o_stroke.reshape(batch, n_strokes, 1)
+    reach, solid = (v.reshape(batch, n_strokes, 1) for v in _slab(w_stroke))
+    alpha = _coverage(dist, reach, solid) * o_stroke.reshape(batch, n_strokes, 1)
     log_clear = torch.log1p(-alpha.clamp(max=1 - 1e-6)).sum(dim=1)  # "over" across strokes
-    return log_clear.exp().reshape(batch, height, width_px)
+    return log_clear.exp().reshape(batch, canvas_height, canvas_width)
