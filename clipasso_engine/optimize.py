@@ -172,35 +172,32 @@ def _synchronize(device: torch.device) -> None:
         torch.mps.synchronize()
 
 
-def _setup_targets(
+def _setup_passes(
     network: FeatureNetwork,
     target: Tensor,
-    plan: AugmentationPlan,
-    pooled: bool,
+    pooled_grids: list[Tensor],
     autocast: contextlib.AbstractContextManager[object],
     control: RunControl,
     on_setup: SetupCallback | None,
-) -> tuple[dict[str, Tensor], list[dict[str, Tensor]]]:
-    """The clean target's features and, for a pooled run, each pooled step's target features: the set-up passes."""
-    total = 1 + (plan.steps if pooled else 0)
-    clean: dict[str, Tensor] = {}
-    pool: list[dict[str, Tensor]] = []
-    for done in range(total):
+) -> list[dict[str, Tensor]]:
+    """The set-up passes: the clean target's features, then the target's under each pooled step's grids."""
+    total = 1 + len(pooled_grids)
+    passes: list[dict[str, Tensor]] = []
+    for done in range(total + 1):
+        if on_setup is not None:
+            _synchronize(target.device)  # report passes done, not passes queued on the device
+            on_setup(done, total)
+        if done == total:
+            return passes
         # Before the first iteration there are no scored strokes yet, so "stop" is a cancel too.
         if control.cancelled or control.stopped:
             raise Cancelled("The sketch was cancelled.")
-        if on_setup is not None:
-            on_setup(done, total)
         if done == 0:
             with torch.no_grad():
-                clean = _pair_features(network, target.unsqueeze(0), autocast)
+                passes.append(_pair_features(network, target.unsqueeze(0), autocast))
         else:
-            pool.append(target_features(network, target, plan.grids(done - 1), autocast))
-        if on_setup is not None:
-            _synchronize(target.device)  # report passes done, not passes queued on the device
-    if on_setup is not None:
-        on_setup(total, total)
-    return clean, pool
+            passes.append(target_features(network, target, pooled_grids[done - 1], autocast))
+    return passes
 
 
 def _check(start_finite: float, loss_finite: float, completed: int, precision: str, settings: SketchSettings) -> None:
@@ -245,9 +242,8 @@ def optimise_strokes(
     # A pooled run cycles through a fixed set of augmentation steps, so each target's features are computed once.
     if settings.augmentation_pool:
         plan = plan.first(settings.augmentation_pool)
-    clean_target, pool = _setup_targets(
-        network, target, plan, bool(settings.augmentation_pool), autocast, control, on_setup
-    )
+    pooled_grids = [plan.grids(k) for k in range(plan.steps)] if settings.augmentation_pool else []
+    clean_target, *pool = _setup_passes(network, target, pooled_grids, autocast, control, on_setup)
 
     selection = SeedSelection(points, settings.early_stop_delta)
     start_finite = torch.isfinite(initial_points).all()
@@ -271,6 +267,8 @@ def optimise_strokes(
         optimiser.step()
         with torch.no_grad():
             loss_finite = loss_finite & torch.isfinite(per_seed).all()
+            if device.type == "cpu":  # a read costs nothing on the CPU: stop before the next render meets NaN points
+                _check(1.0, float(loss_finite), completed + 1, precision, settings)
             if iteration % settings.eval_every == 0:
                 selection.record(clean, before)
             # A seed that met the early-stop rule keeps its points: the method stops that run there.

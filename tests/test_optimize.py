@@ -12,7 +12,7 @@ from tiny_models import TinyModels
 
 from clipasso_engine.augment import apply_augmentations, draw_augmentations
 from clipasso_engine.config import SketchSettings
-from clipasso_engine.errors import Cancelled
+from clipasso_engine.errors import Cancelled, ModelConfigError
 from clipasso_engine.loss_network import LossNetwork, load_loss_network
 from clipasso_engine.losses import clip_pair_losses
 from clipasso_engine.normalize import clip_normalize
@@ -291,6 +291,110 @@ def test_cancel_raises_and_stop_returns_best_so_far(network: LossNetwork) -> Non
     cancelling.cancel()
     with pytest.raises(Cancelled):
         optimise_strokes(initial, target, network, settings, plan, width=3.0, control=cancelling)
+
+
+@pytest.mark.parametrize(("pool", "total"), [(3, 4), (0, 1)])  # the clean target, then each pooled step's target
+def test_setup_progress_reports_every_target_pass(network: LossNetwork, pool: int, total: int) -> None:
+    settings = SketchSettings(iterations=5, seeds=1, augmentations=1, augmentation_pool=pool, precision="fp32")
+    plan = draw_augmentations(0, settings.iterations, 1)
+    reports: list[tuple[int, int]] = []
+    target = target_image(scene(1))
+    optimise_strokes(
+        scene(2)[None], target, network, settings, plan, width=3.0, on_setup=lambda d, t: reports.append((d, t))
+    )
+    assert reports == [(k, total) for k in range(total + 1)]
+
+
+@pytest.mark.parametrize("request_name", ["cancel", "stop"])
+def test_cancel_or_stop_during_setup_ends_before_the_remaining_passes(network: LossNetwork, request_name: str) -> None:
+    """Before the first iteration there are no scored strokes, so a stop is a cancel too."""
+    settings = SketchSettings(iterations=5, seeds=1, augmentations=1, augmentation_pool=8)
+    plan = draw_augmentations(0, settings.iterations, 1)
+    control = RunControl()
+    reports: list[int] = []
+
+    def on_setup(done: int, total: int) -> None:
+        reports.append(done)
+        if done == 2:
+            getattr(control, request_name)()
+
+    with pytest.raises(Cancelled):
+        optimise_strokes(
+            scene(2)[None],
+            target_image(scene(1)),
+            network,
+            settings,
+            plan,
+            width=3.0,
+            control=control,
+            on_setup=on_setup,
+        )
+    assert reports == [0, 1, 2]
+
+
+class PoisonedNetwork:
+    """The loss network, but the sketch branch (the one with gradients) returns NaN activations; counts its calls."""
+
+    def __init__(self, network: LossNetwork) -> None:
+        self.network = network
+        self.sketch_calls = 0
+
+    def __call__(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
+        features = self.network(images)
+        if not torch.is_grad_enabled():
+            return features
+        self.sketch_calls += 1
+        return {name: value * float("nan") for name, value in features.items()}
+
+
+def run_poisoned(network: LossNetwork, device: torch.device, interval: float) -> int:
+    """Run a poisoned network; return how many sketch passes ran before the run ended with the one sentence."""
+    settings = SketchSettings(iterations=6, seeds=2, augmentations=1, precision="fp32")
+    plan = draw_augmentations(0, settings.iterations, 1).to(device)
+    poisoned = PoisonedNetwork(network)
+    initial = torch.stack([scene(2), scene(3)]).to(device)
+    with pytest.raises(ModelConfigError, match=r"NaN or infinite .* --precision fp32\.$"):
+        optimise_strokes(
+            initial,
+            target_image(scene(1)).to(device),
+            poisoned,
+            settings,
+            plan,
+            width=3.0,
+            progress_interval_s=interval,
+        )
+    return poisoned.sketch_calls
+
+
+@pytest.mark.parametrize("interval", [0.0, 1e9])
+def test_a_non_finite_loss_ends_the_run_at_once_on_the_cpu(network: LossNetwork, interval: float) -> None:
+    """On the CPU a device read costs nothing, so the loop checks every iteration, progress reports or not."""
+    assert run_poisoned(network, CPU, interval) == 1
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_a_non_finite_loss_ends_the_run_at_the_next_sync_point_on_cuda(tiny_models: TinyModels) -> None:
+    """On a GPU it is checked where the loop reads the device anyway: the next progress report, or the result."""
+    network = load_loss_network(tiny_models.settings(), torch.device("cuda"))
+    assert run_poisoned(network, torch.device("cuda"), 0.0) == 1
+    assert run_poisoned(network, torch.device("cuda"), 1e9) == 6
+
+
+def test_non_finite_start_points_are_refused(network: LossNetwork) -> None:
+    settings = SketchSettings(iterations=3, seeds=1, augmentations=0, precision="fp32")
+    initial = scene(2)[None].clone()
+    initial[0, 1, 2, 0] = float("inf")
+    with pytest.raises(ValueError, match="points must be finite"):
+        optimise_strokes(
+            initial,
+            target_image(scene(1)),
+            network,
+            settings,
+            draw_augmentations(0, 3, 0),
+            width=3.0,
+            progress_interval_s=0.0,
+        )
 
 
 def _accelerator() -> torch.device | None:
