@@ -5,6 +5,7 @@ parameters follow the method's ranges, are reproducible, and reach sketch and ta
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import pytest
 import torch
@@ -91,11 +92,13 @@ def test_augmented_pair_losses_and_point_gradients_follow_the_two_step_reference
     sketch = render(points, (SIZE, SIZE), 3.0)[None, None]  # (1, 1, H, W) grey
     plan = draw_augmentations(11, steps=50, per_step=1)
 
-    def pair_figures(augment: object) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def pair_figures(
+        augment: Callable[[torch.Tensor, int], torch.Tensor],
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Losses (50,), point gradients (50, 128), augmented sketches (50, 1, H, W) under ``augment``."""
         copies = sketch.detach().repeat(plan.steps, 1, 1, 1).requires_grad_(True)  # one copy per pair
-        sketches = torch.cat([augment(copies[k : k + 1], k) for k in range(plan.steps)])  # type: ignore[operator]
-        targets = torch.cat([augment(target[None], k) for k in range(plan.steps)])  # type: ignore[operator]
+        sketches = torch.cat([augment(copies[k : k + 1], k) for k in range(plan.steps)])
+        targets = torch.cat([augment(target[None], k) for k in range(plan.steps)])
         losses = clip_pair_losses(
             network(clip_normalize(sketches.expand(-1, 3, -1, -1))), network(clip_normalize(targets))
         )
