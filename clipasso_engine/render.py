@@ -63,8 +63,12 @@ def _slab(w_stroke: Tensor) -> tuple[Tensor, Tensor]:
 
 
 def _coverage(dist: Tensor, reach: Tensor, solid: Tensor) -> Tensor:
-    """Box-filtered slab: overlap of [d − ½, d + ½] with [−w/2, w/2], i.e. clamp(w/2 + ½ − d, 0, min(w, 1))."""
-    return (reach - dist).clamp_min(0).minimum(solid)
+    """Box-filtered slab: overlap of [d − ½, d + ½] with [−w/2, w/2], i.e. clamp(w/2 + ½ − d, 0, min(w, 1)).
+
+    Written as the former ``clamp(w/2 + ½ − d, 0, 1)`` bounded by ``solid``, so that for w ≥ 1 both the values and
+    the gradients are bit-identical to it (a tie in ``minimum`` gets a zero gradient from the clamp first).
+    """
+    return (reach - dist).clamp(0, 1).minimum(solid)
 
 
 def _non_finite(pts: Tensor, w_stroke: Tensor, o_stroke: Tensor) -> Tensor:
@@ -201,9 +205,8 @@ def _rasterise(
 
         seg_stroke = torch.repeat_interleave(torch.arange(strokes, device=device), count, output_size=seg_total)
         k = count.index_select(0, seg_stroke).to(dtype)
-        j = torch.arange(seg_total, device=device, dtype=dtype) - (torch.cumsum(count, 0) - count).index_select(
-            0, seg_stroke
-        ).to(dtype)
+        first_seg = (torch.cumsum(count, 0) - count).index_select(0, seg_stroke).to(dtype)
+        j = torch.arange(seg_total, device=device, dtype=dtype) - first_seg
         basis = _bernstein(torch.stack((j / k, (j + 1) / k), dim=1))  # (S, 2, 4): both ends of each segment
 
     # --- flatten: segment ends, differentiable in the control points ------------------------------------------
@@ -234,18 +237,8 @@ def _rasterise(
         slot_origin = (torch.cumsum(area, 0) - area).index_select(0, seg_stroke)
         slot_origin = slot_origin - s_box0_i[:, 1] * stroke_w - s_box0_i[:, 0]
         image_origin = torch.div(seg_stroke, n_strokes, rounding_mode="floor") * n_pixels
-        seg_int = torch.stack(
-            (
-                torch.cumsum(n_pix, 0) - n_pix,
-                seg_span[:, 0],
-                lo_i[:, 0],
-                lo_i[:, 1],
-                slot_origin,
-                stroke_w,
-                image_origin,
-            ),
-            dim=1,
-        )
+        starts = torch.cumsum(n_pix, 0) - n_pix
+        seg_int = torch.stack((starts, seg_span[:, 0], *lo_i.unbind(1), slot_origin, stroke_w, image_origin), dim=1)
         first, box_w, x0, y0, slot0, row, img0 = seg_int.index_select(0, pair_seg).unbind(1)
         local = torch.arange(pair_total, device=device) - first
         px = x0 + local % box_w
