@@ -112,7 +112,9 @@ def _manual_copy(source: WeightsSource) -> str:
 
 def _join(items: Sequence[str], word: str = "and") -> str:
     items = list(dict.fromkeys(items))  # each once, in order
-    return items[0] if len(items) == 1 else f"{', '.join(items[:-1])} {word} {items[-1]}"
+    if len(items) <= 2:
+        return f" {word} ".join(items)
+    return f"{', '.join(items[:-1])}, {word} {items[-1]}"
 
 
 def missing_message(
@@ -127,9 +129,10 @@ def missing_message(
         variables = _join([f"CLIPASSO_{source.role.upper()}_WEIGHTS" for source in files], "or")
         fixes.append(f"check the path given with {_join([s.option for s in files], 'or')} or {variables}")
     if tags:
-        verb = "is" if len(tags) == 1 else "are"
-        reasons = _join([why for _, why in tags])
-        problems.append(f"{_join([source.model for source, _ in tags])} {verb} not in the cache and {reasons}")
+        for reason in dict.fromkeys(why for _, why in tags):  # usually one reason for all: offline is offline
+            models = [source.model for source, why in tags if why == reason]
+            verb = "is" if len(models) == 1 else "are"
+            problems.append(f"{_join(models)} {verb} not in the cache and {reason}")
         if not fetching:
             fixes.append(f"run `{fetch_command([s for s, _ in tags], model_config)}` once while online")
         copies = _join([_manual_copy(source) for source, _ in tags])
@@ -138,4 +141,5 @@ def missing_message(
     variables = _join([f"CLIPASSO_{source.role.upper()}_WEIGHTS" for source, _ in missing], "or")
     fixes.append(f"pass a local checkpoint file with {options} (or set {variables})")
     text = "; ".join(problems)
-    return f"{text[0].upper()}{text[1:]}: {_join(fixes, 'or')}."
+    options_text = ", ".join(fixes[:-1]) + (", or " if len(fixes) > 1 else "") + fixes[-1]
+    return f"{text[0].upper()}{text[1:]}: {options_text}."

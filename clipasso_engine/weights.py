@@ -62,13 +62,21 @@ class Unavailable(Exception):
     """A model could not be had; ``str()`` is the reason, worded to follow "not in the cache and"."""
 
 
+def is_file(path: Path) -> bool:
+    """Whether ``path`` is a file; False, not an error, for names the system cannot even look up (too long, NUL)."""
+    try:
+        return path.is_file()
+    except (OSError, ValueError):
+        return False
+
+
 def is_path(weights: str) -> bool:
     """Whether a weights value names a file rather than a pretrained tag."""
     return (
         os.sep in weights
         or "/" in weights
         or weights.lower().endswith(_CHECKPOINT_SUFFIXES)
-        or Path(weights).expanduser().is_file()
+        or is_file(Path(weights).expanduser())
     )
 
 
@@ -168,7 +176,7 @@ def url_target(url: str) -> Path:
 def cached_file(source: WeightsSource) -> str | None:
     """The local file of ``source`` if there is one, without touching the network."""
     if source.path is not None:
-        return str(source.path) if source.path.is_file() else None
+        return str(source.path) if is_file(source.path) else None
     if source.url:
         target = url_target(source.url)
         return str(target) if target.is_file() else None

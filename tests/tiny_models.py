@@ -81,7 +81,7 @@ class TinyModels:
         return SketchSettings(**{**base, **changes})
 
 
-def make_clip(arch: str, config_folder: Path, seed: int = 0) -> torch.nn.Module:
+def make_clip(arch: str, config_folder: Path, seed: int = 0) -> Any:  # an open_clip CLIP (untyped library)
     """A random open_clip model of a registered tiny ``arch``, seeded, with non-zero bn3 scales."""
     open_clip.add_model_config(config_folder)
     with torch.random.fork_rng(devices=[]):
