@@ -11,6 +11,7 @@ import json
 import os
 import subprocess
 import tempfile
+import time
 from typing import IO, Any
 
 import inkex
@@ -23,6 +24,12 @@ ENGINE_PYTHON_ENV = "CLIPASSO_ENGINE_PYTHON"
 CONFIG_FILE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "clipasso_engine.json")
 #: Variables that would make the engine's Python load Inkscape's modules instead of its own.
 _DROPPED_ENV = ("PYTHONPATH", "PYTHONHOME", "PYTHONSTARTUP", "PYTHONEXECUTABLE", "__PYVENV_LAUNCHER__")
+
+#: Seconds the engine's Python may take to start and exit (a cold disk, an antivirus scan).
+STARTUP_TIMEOUT_S = 20.0
+#: Log files: one per run, the newest few kept.
+LOG_PREFIX = "inkscape-engine-"
+KEPT_LOGS = 10
 
 NOT_INSTALLED = (
     "The CLIPasso engine is not installed; run `python3 install.py` from the CLIPasso folder, then try again."
@@ -44,7 +51,32 @@ def engine_python() -> str:
             python = ""
     if not python or not os.path.isfile(python):
         raise inkex.AbortExtension(NOT_INSTALLED)
+    problem = _does_not_run(python)
+    if problem:
+        raise inkex.AbortExtension(
+            f"The CLIPasso engine's Python {python} {problem}; re-run `python3 install.py` from the CLIPasso folder "
+            "to repair it, then try again."
+        )
     return python
+
+
+def _does_not_run(python: str) -> str:
+    """Why ``python`` cannot start (a venv whose base interpreter was removed or upgraded), or "" when it runs."""
+    try:
+        done = subprocess.run(
+            [python, "-c", "pass"],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            env=engine_env(),
+            timeout=STARTUP_TIMEOUT_S,
+            **_no_console(),
+        )
+    except subprocess.TimeoutExpired:
+        return f"did not start within {STARTUP_TIMEOUT_S:g} s"
+    except OSError as err:
+        return f"cannot be started ({err.strerror or err})"
+    return f"does not run (exit status {done.returncode})" if done.returncode else ""
 
 
 def engine_env() -> dict[str, str]:
@@ -53,14 +85,24 @@ def engine_env() -> dict[str, str]:
 
 
 def log_path() -> str:
-    """Where the engine's stderr goes: the user cache folder, else the temporary folder."""
+    """A new log for this run's engine stderr, in the user cache folder (else the temporary folder).
+
+    Each run gets its own file (two runs at once would otherwise truncate or interleave each other's), named by
+    time so the newest sorts last; only the newest ``KEPT_LOGS`` are kept.
+    """
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
     folder = os.path.join(base, "clipasso")
     try:
         os.makedirs(folder, exist_ok=True)
     except OSError:
         folder = tempfile.gettempdir()
-    return os.path.join(folder, "inkscape-engine.log")
+    old = sorted(n for n in os.listdir(folder) if n.startswith(LOG_PREFIX) and n.endswith(".log"))
+    for name in old[: max(0, len(old) - KEPT_LOGS + 1)]:
+        with contextlib.suppress(OSError):
+            os.remove(os.path.join(folder, name))
+    handle, path = tempfile.mkstemp(prefix=f"{LOG_PREFIX}{time.strftime('%Y%m%d-%H%M%S')}-", suffix=".log", dir=folder)
+    os.close(handle)
+    return path
 
 
 def _own_group() -> dict[str, Any]:
@@ -70,6 +112,10 @@ def _own_group() -> dict[str, Any]:
         flags = getattr(subprocess, "CREATE_NEW_PROCESS_GROUP", 0) | getattr(subprocess, "CREATE_NO_WINDOW", 0)
         return {"creationflags": flags}
     return {"start_new_session": True}
+
+
+def _no_console() -> dict[str, Any]:
+    return {"creationflags": getattr(subprocess, "CREATE_NO_WINDOW", 0)} if os.name == "nt" else {}
 
 
 class EngineRun:
@@ -159,13 +205,13 @@ class EngineRun:
         text = str(message.get("message") or "").strip()
         if code == "cancelled":
             raise Cancelled()
+        if code != "internal" and text:
+            raise inkex.AbortExtension(text)  # the engine's own sentence names the fix; the log does not
         if code == "weights_missing":
             raise inkex.AbortExtension(
                 f"The CLIPasso model weights are not downloaded; run `{self.python} -m clipasso_engine models fetch` "
                 "once while online, then try again."
             )
-        if code in ("bad_settings", "bad_image", "bad_mask", "bad_model", "bad_device") and text:
-            raise inkex.AbortExtension(text)
         raise inkex.AbortExtension(f"The CLIPasso engine failed ({code}); see the log {self.log_name}.")
 
 

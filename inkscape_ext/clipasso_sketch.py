@@ -35,7 +35,7 @@ class Sketch(inkex.EffectExtension):
 
     def add_arguments(self, pars: Any) -> None:
         pars.add_argument("--strokes", type=int, default=16, help="number of strokes")
-        pars.add_argument("--preset", default="fast", choices=("fast", "paper"), help="engine preset")
+        pars.add_argument("--preset", default="auto", choices=("auto", "fast", "paper"), help="engine preset")
         pars.add_argument("--iterations", type=int, default=0, help="optimisation steps (0: the preset's)")
         pars.add_argument("--seeds", type=int, default=0, help="independent runs (0: the preset's)")
         pars.add_argument("--seed", type=int, default=0, help="base random seed")
@@ -98,8 +98,7 @@ class Sketch(inkex.EffectExtension):
 
     def sketch_all(self, python: str, labels: list[str], files: list[str], log: str) -> list[dict[str, Any]]:
         """One engine run per image, under the progress window when one can be shown."""
-        open(log, "wb").close()  # one log per invocation: the last run's is the one the user needs
-        with open(log, "ab") as log_file:  # append mode: GTK's messages and the engine's share the file
+        with open(log, "ab") as log_file:  # a fresh file per run (log_path)  # append mode: GTK's messages and the engine's share the file
             import clipasso_progress
 
             window = clipasso_progress.available(log)

@@ -7,7 +7,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 from clipasso_engine.api import CANVAS_STROKE_WIDTH
-from clipasso_engine.config import CANVAS, PRESETS, SketchSettings, preset_settings
+from clipasso_engine.config import AUTO_PRESET, CANVAS, PRESET_CHOICES, SketchSettings, choose_preset, preset_settings
 from clipasso_engine.version import __version__
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -25,8 +25,17 @@ def test_inx_defaults_match_the_engine() -> None:
     # Width is a percentage of the image's longer side: the paper's 3 px on the 224 canvas.
     assert float(params["width"].text or "") == round(100 * CANVAS_STROKE_WIDTH / CANVAS, 2)
     options = {o.get("value"): (o.text or "") for o in params["preset"].iter(f"{{{NS['ink']}}}option")}
-    assert set(options) == set(PRESETS)
+    assert set(options) == set(PRESET_CHOICES)
+    # Auto is the default (an optiongroup's first option), as on the command line, and says what it picks.
+    assert next(iter(options)) == AUTO_PRESET
+    gpu, cpu = choose_preset(AUTO_PRESET, "cuda"), choose_preset(AUTO_PRESET, "cpu")
+    assert (
+        f"{gpu.capitalize()} on a GPU" in options[AUTO_PRESET]
+        and f"{cpu.capitalize()} on a CPU" in options[AUTO_PRESET]
+    )
     for name, label in options.items():
+        if name == AUTO_PRESET:
+            continue
         settings = preset_settings(name)
         runs = "1 run" if settings.seeds == 1 else f"best of {settings.seeds} runs"
         assert f"{settings.iterations} iterations" in label and runs in label, (name, label)

@@ -67,7 +67,10 @@ class FakeEngine:
 
     @property
     def log(self) -> Path:
-        return self.cache / "clipasso" / "inkscape-engine.log"
+        """The newest run's log (one file per run)."""
+        logs = sorted((self.cache / "clipasso").glob("inkscape-engine-*.log"))
+        assert logs, "no engine log was written"
+        return logs[-1]
 
 
 @pytest.fixture

@@ -1,8 +1,10 @@
 #!/usr/bin/env python3
 """A stand-in for ``python -m clipasso_engine serve --stdio`` that replays a recorded reply (no torch needed).
 
-Point ``CLIPASSO_ENGINE_PYTHON`` at this file: it ignores its arguments. ``FAKE_ENGINE_REPLY`` names a JSON-lines
-file of protocol messages, written out in order, plus directives:
+The replies are recorded from the real engine by ``record_replies.py``.
+
+Point ``CLIPASSO_ENGINE_PYTHON`` at this file: it ignores its arguments (``-c CODE`` runs CODE, as Python
+would). ``FAKE_ENGINE_REPLY`` names a JSON-lines file of protocol messages, written out in order, plus directives:
 ``{"fake": "hold"}`` (send progress every 0.05 s until stop/cancel/EOF), ``{"fake": "sleep", "s": 0.2}``,
 ``{"fake": "busy", "s": 60}`` (deaf to stop, cancel and end of stdin, like a model that is loading),
 ``{"fake": "exit", "status": 3}`` (crash), ``{"fake": "stderr", "text": "..."}``, ``{"fake": "spawn_child"}``
@@ -48,6 +50,9 @@ def read_control() -> None:
 
 
 def main() -> int:
+    if sys.argv[1:2] == ["-c"]:  # the extension checks that "the interpreter" runs: behave like one
+        exec(sys.argv[2])
+        return 0
     record("FAKE_ENGINE_PIDS", str(os.getpid()))
     record("FAKE_ENGINE_REQUESTS", sys.stdin.readline())
     record(
@@ -58,13 +63,14 @@ def main() -> int:
     with open(os.environ["FAKE_ENGINE_REPLY"], encoding="utf-8") as f:
         script = [json.loads(line) for line in f if line.strip()]
     preview: dict[str, Any] | None = None
+    progress: dict[str, Any] = {"type": "progress", "iterations": 1000, "loss": 1.0, "eta_s": 60.0}
     iteration = 0
     for message in script:
         directive = message.get("fake")
         if directive == "hold":
             while not control:
                 iteration += 1
-                emit({"type": "progress", "iteration": iteration, "iterations": 1000, "loss": 1.0, "eta_s": 60.0})
+                emit(dict(progress, iteration=iteration, iterations=max(1000, iteration)))  # the recorded line's shape
                 time.sleep(0.05)
             if control[0] == "stop" and preview is not None:
                 result = dict(script[-1], strokes=preview["strokes"], stopped_early=True, iterations_run=iteration)
@@ -85,6 +91,8 @@ def main() -> int:
         else:
             if message.get("type") == "preview":
                 preview = message
+            elif message.get("type") == "progress":
+                progress = message
             emit(message)
             if message.get("type") in ("result", "error"):
                 return 0 if message["type"] == "result" else 1

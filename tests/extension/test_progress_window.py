@@ -5,6 +5,7 @@ Marked ``inkscape``: it needs Inkscape's Python with PyGObject, Xvfb and xdotool
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -65,12 +66,20 @@ def test_stop_inserts_the_current_best(xserver: str, fake_engine: FakeEngine) ->
     press(xserver, "alt+s")
     out, err = proc.communicate(timeout=30)
     assert proc.returncode == 0 and err == b""
-    assert b'id="clipasso-photo-stroke-1"' in out and b"clipasso-photo-stroke-2" not in out  # the preview's 2
+    preview = next(
+        m
+        for m in map(json.loads, (DATA / "replies" / "hold.jsonl").read_text().splitlines())
+        if m.get("type") == "preview"
+    )
+    last = len(preview["strokes"]) - 1  # the strokes of the preview the engine had sent
+    assert (
+        f'id="clipasso-photo-stroke-{last}"'.encode() in out and f"clipasso-photo-stroke-{last + 1}".encode() not in out
+    )
     assert b'data-clipasso-stopped-early="true"' in out
     (request,) = fake_engine.request_log()
     assert request["preview_interval_s"] > 0  # the window asks for previews
     # GTK's and the draw callback's errors go to the log: the live preview must have drawn without any.
-    log = (fake_engine.cache / "clipasso" / "inkscape-engine.log").read_text(errors="replace")
+    log = fake_engine.log.read_text(errors="replace")
     assert "Error" not in log and "No live preview" not in log, log
 
 

@@ -6,6 +6,7 @@ Needs neither torch nor Inkscape: inkex (1.4 here; Inkscape's 1.2 is covered by 
 from __future__ import annotations
 
 import io
+import json
 import os
 import shutil
 import tempfile
@@ -84,6 +85,24 @@ class TestInx(InxMixin, TestCase):
         assert inx.xml.find_one("effect").get("implements-custom-gui") == "true"
 
 
+ENGINE_SENTENCES = (
+    "weights_missing",
+    "weights_file_missing",
+    "bad_image",
+    "bad_settings",
+    "bad_request",
+    "out_of_memory",
+    "output_failed",
+)
+
+
+def engine_message(reply: str) -> str:
+    """The ``message`` of the final error line of a recorded reply."""
+    last = json.loads((DATA / "replies" / f"{reply}.jsonl").read_text(encoding="utf-8").splitlines()[-1])
+    assert last["type"] == "error" and last["message"]
+    return str(last["message"])
+
+
 def run_sketch(doc: str | Path, *args: str) -> tuple[int, bytes]:
     """Run the extension in-process; the exit status and what it wrote as the new document."""
     out = io.BytesIO()
@@ -114,20 +133,30 @@ EXPECTED_CORNERS = {
 }
 
 
+def recorded_strokes() -> list[list[list[float]]]:
+    """The strokes of the recorded engine result that the fake engine replays (``basic``)."""
+    lines = (DATA / "replies" / "basic.jsonl").read_text(encoding="utf-8").splitlines()
+    result = json.loads(lines[-1])
+    assert result["type"] == "result" and result["image_size"] == [64, 48]
+    return result["strokes"]
+
+
 @pytest.mark.parametrize("name", PLACEMENT_DOCS)
-def test_strokes_land_on_the_image_corners(name: str, fake_engine: FakeEngine) -> None:
+def test_strokes_land_where_the_image_pixels_are(name: str, fake_engine: FakeEngine) -> None:
+    """Every control point of every stroke lands where its pixel is drawn (the map the corners define)."""
     status, out = run_sketch(name, "--id=photo")
     assert status == 0
     svg = inkex.load_svg(out).getroot()
     image = svg.getElementById("photo")
-    diagonal = svg.getElementById("clipasso-photo-stroke-0")
-    assert diagonal.getparent().getparent() is image.getparent()
-    assert diagonal.getparent().getparent().index(diagonal.getparent()) == image.getparent().index(image) + 1
-    nodes = list(diagonal.path.end_points)
+    (x0, y0), (x1, y1) = EXPECTED_CORNERS[name]
     to_doc = image.composed_transform()
-    for got, want in zip((nodes[0], nodes[-1]), EXPECTED_CORNERS[name], strict=True):
-        want_doc = to_doc.apply_to_point(want)
-        assert document_point(diagonal, got) == pytest.approx((want_doc.x, want_doc.y), abs=2e-3)
+    for k, stroke in enumerate(recorded_strokes()):
+        path = svg.getElementById(f"clipasso-photo-stroke-{k}")
+        assert path.getparent().getparent() is image.getparent()
+        assert path.getparent().getparent().index(path.getparent()) == image.getparent().index(image) + 1
+        got = [c for p in path.path.control_points for c in document_point(path, p)]
+        want = [to_doc.apply_to_point((x0 + px * (x1 - x0) / 64, y0 + py * (y1 - y0) / 48)) for px, py in stroke]
+        assert got == pytest.approx([c for w in want for c in (w.x, w.y)], abs=2e-3)
 
 
 def test_layer_output_lands_on_the_same_spot(fake_engine: FakeEngine) -> None:
@@ -155,7 +184,7 @@ def test_request_settings_and_clean_environment(fake_engine: FakeEngine, monkeyp
     assert Path(request["image"]).suffix == ".png"
     settings = request["settings"]
     assert settings == {
-        "preset": "fast",
+        "preset": "auto",
         "strokes": 8,
         "seed": 0,
         "device": "cpu",
@@ -189,10 +218,10 @@ def test_running_twice_gives_unique_ids_and_provenance(fake_engine: FakeEngine, 
         ("plain", [], "basic", "No image is selected; click a raster image"),
         ("two", ["--id=photo", "--id=rect1"], "basic", "'rect1' is not a raster image"),
         ("missing", ["--id=photo"], "basic", "linked image file"),
-        ("plain", ["--id=photo"], "weights_missing", "-m clipasso_engine models fetch"),
-        ("plain", ["--id=photo"], "bad_image", "The image is truncated; re-save it."),
         ("plain", ["--id=photo"], "crash", "stopped unexpectedly (exit status 3); see the log"),
         ("plain", ["--id=photo"], "internal", "failed (internal); see the log"),
+        # The engine's own sentence, for every other code (issue 8 item 6): it names the fix, the log does not.
+        *(("plain", ["--id=photo"], reply, engine_message(reply)) for reply in ENGINE_SENTENCES),
     ],
 )
 def test_errors_are_one_sentence_and_leave_the_document(
@@ -221,7 +250,7 @@ def test_engine_not_installed(
 ) -> None:
     python = fake_engine.folder / "python"
     if engine == "no_module":  # an interpreter without the engine package: Python's own complaint
-        python.write_text(f'#!/bin/sh\nexec {shutil.which("python3")} -I -m clipasso_engine_absent "$@"\n')
+        python.write_text(f'#!/bin/sh\nexec {shutil.which("python3")} -I -S "$@"\n')  # -S: no site-packages
         python.chmod(0o755)
     monkeypatch.setenv("CLIPASSO_ENGINE_PYTHON", str(python))
     status, out = run_sketch("plain", "--id=photo")
@@ -246,3 +275,40 @@ def test_success_writes_nothing_to_stderr(fake_engine: FakeEngine, capsys: pytes
     captured = capsys.readouterr()
     assert status == 0 and captured.err == "" and captured.out == ""
     assert out.count(b"<path") == 6
+
+
+@pytest.mark.parametrize("broken", ["not_executable", "exits", "hangs"])
+def test_engine_python_that_does_not_run_names_the_fix(
+    broken: str, fake_engine: FakeEngine, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The recorded interpreter exists but cannot run (a venv whose base Python was removed): re-run install.py."""
+    import clipasso_client
+
+    python = fake_engine.folder / "python"
+    body = {"not_executable": "", "exits": "exit 127", "hangs": "exec sleep 60"}[broken]
+    python.write_text(f"#!/bin/sh\n{body}\n")
+    python.chmod(0o644 if broken == "not_executable" else 0o755)
+    monkeypatch.setenv("CLIPASSO_ENGINE_PYTHON", str(python))
+    monkeypatch.setattr(clipasso_client, "STARTUP_TIMEOUT_S", 1.0)
+    status, out = run_sketch("plain", "--id=photo")
+    err = capsys.readouterr().err
+    assert status != 0 and out == b""
+    assert f"Python {python} " in err and "re-run `python3 install.py` from the CLIPasso folder" in err
+    assert err.strip().count("\n") == 0 and "Traceback" not in err
+    assert not fake_engine.started_pids()
+
+
+def test_each_run_has_its_own_log(fake_engine: FakeEngine, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two runs at once must not truncate each other's log: each gets a new file, and old ones are pruned."""
+    import clipasso_client
+
+    first = clipasso_client.log_path()
+    Path(first).write_text("run one is still writing\n")
+    second = clipasso_client.log_path()
+    assert second != first and Path(first).read_text() == "run one is still writing\n"
+    folder = Path(first).parent
+    for k in range(clipasso_client.KEPT_LOGS + 5):
+        (folder / f"{clipasso_client.LOG_PREFIX}20000101-0000{k:02d}-1.log").write_text("old")
+    clipasso_client.log_path()
+    assert len(list(folder.glob(f"{clipasso_client.LOG_PREFIX}*.log"))) == clipasso_client.KEPT_LOGS
+    assert Path(first).exists()  # the newest survive

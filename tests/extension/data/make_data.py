@@ -1,4 +1,6 @@
-"""Writes the test images, documents and recorded engine replies in this folder (run once; outputs are committed).
+"""Writes the test images and documents in this folder (run once; outputs are committed).
+
+The engine replies in ``replies/`` are recorded from the real engine by ``../record_replies.py``.
 
 ``python tests/extension/data/make_data.py`` (needs Pillow).
 """
@@ -7,7 +9,6 @@ from __future__ import annotations
 
 import base64
 import io
-import json
 from pathlib import Path
 
 from PIL import Image, ImageDraw
@@ -95,57 +96,6 @@ def main() -> None:
     for name, body in docs.items():
         text = body if body.startswith("<?xml") else svg(body)
         (HERE / "svg" / f"{name}.svg").write_text(text, encoding="utf-8")
-
-    settings = {"preset": "fast", "strokes": 3, "iterations": 300, "seeds": 1, "seed": 0, "device": "cpu"}
-    strokes = [
-        [[0, 0], [21.333, 16], [42.667, 32], [64, 48]],  # the diagonals let tests check the corners
-        [[64, 0], [42.667, 16], [21.333, 32], [0, 48]],
-        [[10, 40], [20, 5], [40, 5], [54, 40]],
-    ]
-    common = {"width": 0.857, "image_size": [W, H]}
-    started = {"type": "started", "engine_version": "0.1.0", "device": "cpu", "settings": settings}
-    result = {
-        "type": "result",
-        "strokes": strokes,
-        **common,
-        "seed": 0,
-        "loss": 0.7712,
-        "iterations_run": 300,
-        "stopped_early": False,
-        "engine_version": "0.1.0",
-        "device": "cpu",
-        "settings": settings,
-        "svg": "<svg/>",
-    }
-    preview = {"type": "preview", "iteration": 10, "strokes": strokes[:2], **common}
-    progress = {
-        "type": "progress",
-        "iteration": 150,
-        "iterations": 300,
-        "loss": 0.8,
-        "best_loss": 0.8,
-        "elapsed_s": 1.0,
-        "eta_s": 1.0,
-    }
-    status = {"type": "status", "stage": "optimising", "message": "Optimising."}
-    replies = {
-        "basic": [started, status, progress, preview, {"type": "future_kind", "x": 1}, result],
-        "hold": [started, preview, {"fake": "hold"}, result],
-        "hold_before_strokes": [started, {"fake": "hold"}, result],
-        "loading": [
-            started,
-            {"type": "status", "stage": "loading_models", "message": "Loading."},
-            {"fake": "busy", "s": 120},
-        ],
-        "weights_missing": [started, {"type": "error", "code": "weights_missing", "message": "Run fetch."}],
-        "bad_image": [{"type": "error", "code": "bad_image", "message": "The image is truncated; re-save it."}],
-        "internal": [started, {"type": "error", "code": "internal", "message": "Bug."}],
-        "crash": [started, {"fake": "stderr", "text": "Traceback: boom"}, {"fake": "exit", "status": 3}],
-        "cancel_children": [started, {"fake": "spawn_child"}, preview, {"fake": "hold"}, result],
-    }
-    for name, lines in replies.items():
-        text = "".join(json.dumps({"protocol": 1, **m} if "type" in m else m) + "\n" for m in lines)
-        (HERE / "replies" / f"{name}.jsonl").write_text(text, encoding="utf-8")
 
 
 if __name__ == "__main__":
