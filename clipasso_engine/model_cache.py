@@ -12,6 +12,7 @@ import threading
 import torch
 from torch import nn
 
+from .availability import ensure_weights
 from .config import SketchSettings
 from .loss_network import LossNetwork, load_loss_network
 from .towers import load_clip_visual, load_dino
@@ -23,10 +24,15 @@ _saliency_towers: dict[tuple[object, ...], nn.Module] = {}
 
 
 def loss_network(settings: SketchSettings, device: torch.device) -> LossNetwork:
-    """The loss network ``settings`` name on ``device``, loaded on first use."""
+    """The loss network ``settings`` name on ``device``, loaded on first use.
+
+    Before a load, every model the settings need (the saliency model's too) is checked, so that one message names
+    all that are missing rather than the first (:func:`ensure_weights`).
+    """
     key = (settings.loss_model, settings.loss_weights, settings.model_config, str(device), settings.geometric_layers)
     with _lock:
         if key not in _loss_networks:
+            ensure_weights(settings)
             _loss_networks.clear()  # first drop the old one: two RN101 at once would double the memory
             _loss_networks[key] = load_loss_network(settings, device)
         return _loss_networks[key]

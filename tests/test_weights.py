@@ -228,3 +228,11 @@ def test_download_failures_are_named_per_model_and_shortened(
     assert message.startswith("RN101 (openai) is not in the cache and could not be downloaded (timm/resnet101")
     assert "; ViT-B-32-quickgelu (openai) is not in the cache and could not be downloaded (timm/vit_base" in message
     assert len(message) < 1200 and "details " * 2000 in caplog.text  # the whole error is in the log
+
+
+def test_a_sketch_names_every_missing_model_before_loading_any(offline: Path) -> None:
+    from clipasso_engine import model_cache, sketch
+
+    model_cache.release_models()
+    with pytest.raises(WeightsMissingError, match=r"RN101 \(openai\) and ViT-B-32-quickgelu \(openai\) are not"):
+        sketch(PIL.Image.new("RGB", (32, 32), "white"), SketchSettings(device="cpu", iterations=1), use_env=False)
