@@ -8,8 +8,7 @@ What makes it fast without changing the method:
   scoring every ``eval_every`` iterations costs nothing extra, and we keep exactly the scored points;
 - the per-seed total is summed (not averaged) over seeds, so each seed gets exactly the gradient it would get alone;
 - no host-device synchronisation inside the loop except progress reports, at a bounded rate (one read each).
-The selection of the kept points and early stop live in ``selection.py``, the precision policy in ``precision.py``
-(``autocast_context`` and ``flush_denormals`` are re-exported here for the benchmark).
+Which points are kept and early stop: ``selection.py``; the loss network's precision: ``precision.py``.
 """
 
 from __future__ import annotations
@@ -183,21 +182,20 @@ def _setup_passes(
     """The set-up passes: the clean target's features, then the target's under each pooled step's grids."""
     total = 1 + len(pooled_grids)
     passes: list[dict[str, Tensor]] = []
-    for done in range(total + 1):
+    while True:
         if on_setup is not None:
             _synchronize(target.device)  # report passes done, not passes queued on the device
-            on_setup(done, total)
-        if done == total:
+            on_setup(len(passes), total)
+        if len(passes) == total:
             return passes
         # Before the first iteration there are no scored strokes yet, so "stop" is a cancel too.
         if control.cancelled or control.stopped:
             raise Cancelled("The sketch was cancelled.")
-        if done == 0:
+        if passes:
+            passes.append(target_features(network, target, pooled_grids[len(passes) - 1], autocast))
+        else:
             with torch.no_grad():
                 passes.append(_pair_features(network, target.unsqueeze(0), autocast))
-        else:
-            passes.append(target_features(network, target, pooled_grids[done - 1], autocast))
-    return passes
 
 
 def _check(start_finite: float, loss_finite: float, completed: int, precision: str, settings: SketchSettings) -> None:
@@ -230,7 +228,7 @@ def optimise_strokes(
     initial_points: (S, N, 4, 2) canvas px on the target device; target: (3, 224, 224) in [0, 1], same device;
     plan: this run's augmentations (``plan.per_step`` must equal ``settings.augmentations``) on the same device;
     width: stroke width in canvas pixels; on_setup: see :data:`SetupCallback`.
-    Raises ``ModelConfigError`` when the loss becomes NaN or infinite (checked at the progress sync points).
+    Raises ``ModelConfigError`` when the loss becomes NaN or infinite (on a GPU, found at the next sync point).
     """
     device = initial_points.device
     precision = resolve_precision(device, settings.precision)
