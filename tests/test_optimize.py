@@ -3,6 +3,7 @@ cancel and stop."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import pytest
@@ -265,7 +266,7 @@ def test_cancel_raises_and_stop_returns_best_so_far(network: LossNetwork) -> Non
     initial = scene(2)[None]
     plan = draw_augmentations(0, settings.iterations, 0)
 
-    def stop_after(control: RunControl, at: int) -> object:
+    def stop_after(control: RunControl, at: int) -> Callable[[Progress], None]:
         def on_progress(progress: Progress) -> None:
             if progress.iteration >= at:
                 control.stop()
