@@ -1,4 +1,4 @@
-"""Where a selected ``<image>``'s pixels come from, and where its pixel frame lies in the document.
+"""Where a selected ``<image>``'s pixels come from (where they lie in the document: ``clipasso_place``).
 
 Standard library and inkex only (this runs on Inkscape's own Python, which has neither Pillow nor torch).
 """
@@ -10,10 +10,8 @@ import os
 import tempfile
 import urllib.parse
 import urllib.request
-from dataclasses import dataclass
 
 import inkex
-from inkex.units import convert_unit, parse_unit
 
 #: File suffix for each ``data:`` MIME type Pillow (the engine's reader) decodes; Pillow sniffs the real format.
 _SUFFIXES = {
@@ -91,73 +89,3 @@ def _decode_data_uri(href: str, label: str, workdir: str) -> str:
     with os.fdopen(handle, "wb") as out:
         out.write(data)
     return path
-
-
-@dataclass(frozen=True)
-class Placement:
-    """How the engine's pixel frame maps into the image element's user space (before its own transform)."""
-
-    #: pixel coordinates ([0, W] x [0, H]) -> the image element's user space
-    pixels_to_user: inkex.Transform
-    #: the image's viewport (x, y, width, height) in its user space
-    viewport: tuple[float, float, float, float]
-    #: True when ``slice`` lets the picture overflow its viewport, so the strokes need clipping to it
-    clipped: bool
-    #: user units per pixel, for stroke widths (geometric mean of the two scales for ``none``)
-    scale: float
-
-
-def placement(svg: inkex.SvgDocumentElement, img: inkex.BaseElement, image_size: tuple[int, int]) -> Placement:
-    """Where the picture of ``image_size`` = (W, H) pixels is drawn, following SVG's image rules.
-
-    ``x``/``y`` default to 0; a missing ``width``/``height`` is the intrinsic size (one user unit per pixel,
-    keeping the aspect ratio when only one is given); ``preserveAspectRatio`` defaults to ``xMidYMid meet``.
-    """
-    pw, ph = float(image_size[0]), float(image_size[1])
-    vb = svg.get_viewbox() if hasattr(svg, "get_viewbox") else None
-    ref_w, ref_h = (vb[2], vb[3]) if vb and vb[2] and vb[3] else (pw, ph)
-    x = _length(img.get("x"), ref_w, 0.0)
-    y = _length(img.get("y"), ref_h, 0.0)
-    w = _length(img.get("width"), ref_w, None)
-    h = _length(img.get("height"), ref_h, None)
-    if w is None and h is None:
-        w, h = pw, ph
-    elif w is None:
-        w = h * pw / ph  # type: ignore[operator]
-    elif h is None:
-        h = w * ph / pw
-    assert w is not None and h is not None
-    tokens = (img.get("preserveAspectRatio") or "xMidYMid meet").split()
-    if tokens and tokens[0] == "defer":
-        tokens = tokens[1:]
-    align = tokens[0] if tokens else "xMidYMid"
-    slice_ = len(tokens) > 1 and tokens[1] == "slice"
-    if align == "none":
-        sx, sy = w / pw, h / ph
-        return Placement(_scale_then_move(sx, sy, x, y), (x, y, w, h), False, (abs(sx * sy)) ** 0.5)
-    fractions = {"Min": 0.0, "Mid": 0.5, "Max": 1.0}
-    try:
-        ax, ay = fractions[align[1:4]], fractions[align[5:8]]
-    except KeyError:
-        ax = ay = 0.5  # an invalid value falls back to the default alignment, as renderers do
-    s = max(w / pw, h / ph) if slice_ else min(w / pw, h / ph)
-    tx, ty = x + (w - pw * s) * ax, y + (h - ph * s) * ay
-    overflow = slice_ and (pw * s > w + 1e-9 or ph * s > h + 1e-9)
-    return Placement(_scale_then_move(s, s, tx, ty), (x, y, w, h), overflow, s)
-
-
-def _scale_then_move(sx: float, sy: float, tx: float, ty: float) -> inkex.Transform:
-    """The affine map p -> (sx·px + tx, sy·py + ty)."""
-    return inkex.Transform(((sx, 0.0, tx), (0.0, sy, ty)))
-
-
-def _length(value: str | None, reference: float, default: float | None) -> float | None:
-    """A presentation length in user units: absolute units in CSS pixels, percentages of the viewBox."""
-    if value is None or not value.strip() or value.strip() == "auto":
-        return default
-    number, unit = parse_unit(value.strip()) or (None, None)
-    if number is None:
-        return default
-    if unit == "%":
-        return number * reference / 100.0
-    return float(convert_unit(value.strip(), "px"))

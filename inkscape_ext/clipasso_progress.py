@@ -79,6 +79,16 @@ def _duration(seconds: float) -> str:
     return f"about {max(1, round(seconds))} s left"
 
 
+def preview_pixbuf(path: str, size: int = 320) -> Any:
+    """The image as shown under the preview's strokes, upright: the engine's pixel frame follows the EXIF
+    orientation (a camera JPEG stored sideways), so the preview must too. None where GdkPixbuf cannot read it."""
+    try:
+        pixbuf = GdkPixbuf.Pixbuf.new_from_file_at_scale(path, size, size, True)
+    except Exception:  # GLib.Error for a format GdkPixbuf cannot read: the preview shows strokes on white
+        return None
+    return pixbuf.apply_embedded_orientation() or pixbuf
+
+
 class ProgressWindow:
     """Runs the jobs one after another, showing progress and the current best strokes of each."""
 
@@ -138,10 +148,7 @@ class ProgressWindow:
         self.title.set_text(f"Image {index + 1} of {len(self.jobs)}: {label}")
         self.bar.set_fraction(0.0)
         self.bar.set_text("Starting…")
-        try:
-            self.pixbuf = GdkPixbuf.Pixbuf.new_from_file_at_scale(path, 320, 320, True)
-        except Exception:  # a format GdkPixbuf cannot read: the preview shows strokes on white
-            self.pixbuf = None
+        self.pixbuf = preview_pixbuf(path)
         try:
             self.run = self.start(index)
         except BaseException as err:

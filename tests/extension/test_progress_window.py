@@ -88,3 +88,35 @@ def test_stop_before_any_strokes_changes_nothing(xserver: str, fake_engine: Fake
     press(xserver, "alt+s")
     out, err = proc.communicate(timeout=30)
     assert proc.returncode == 0 and out == b"" and err == b""
+
+
+def test_preview_follows_exif_orientation(tmp_path: Path, xserver: str) -> None:
+    """A camera JPEG stored sideways (EXIF Orientation 6: turn 90° clockwise) is previewed upright, like the
+    engine's pixel frame, so the strokes lie over the photo as they will in the document."""
+    from PIL import Image
+
+    stored = Image.new("RGB", (64, 48), (255, 255, 255))
+    stored.paste((255, 0, 0), (0, 0, 16, 16))  # red in the stored top-left: the top-right once upright
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    photo = tmp_path / "camera.jpg"
+    stored.save(photo, exif=exif.tobytes(), quality=95)
+    probe = (
+        "import sys, clipasso_progress as p\n"
+        "assert p.available(sys.argv[1])\n"
+        "pb = p.preview_pixbuf(sys.argv[2])\n"
+        "px = pb.get_pixels(); n, stride = pb.get_n_channels(), pb.get_rowstride()\n"
+        "w, h = pb.get_width(), pb.get_height()\n"
+        "at = lambda x, y: tuple(px[y * stride + x * n : y * stride + x * n + 3])\n"
+        "print(w, h, *at(w - 5, 5), *at(5, 5))\n"
+    )
+    env = dict(os.environ, DISPLAY=xserver, PYTHONPATH=f"{INKEX_12}:{EXT}")
+    done = subprocess.run(
+        [INKSCAPE_PYTHON, "-c", probe, str(tmp_path / "log.txt"), str(photo)],
+        capture_output=True, text=True, env=env, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    width, height, *colours = (int(v) for v in done.stdout.split())
+    assert (width, height) == (240, 320)  # upright: portrait, scaled to fit 320
+    top_right, top_left = colours[:3], colours[3:]
+    assert top_right[0] > 200 and top_right[1] < 60 and top_left == pytest.approx([255, 255, 255], abs=30)

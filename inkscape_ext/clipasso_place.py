@@ -1,0 +1,207 @@
+"""Where the engine's strokes go in the document: exactly over the image they were drawn from.
+
+``placement()`` maps the engine's pixel frame into the image element's user space (SVG's image rules); the rest
+builds the result: a group or layer right after the image (layer arithmetic for the layer case), a clip path for
+``slice``, ids that cannot collide, the stroke style, and the provenance the engine reported.
+Standard library and inkex only.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import inkex
+from inkex.units import convert_unit, parse_unit
+
+
+@dataclass(frozen=True)
+class Placement:
+    """How the engine's pixel frame maps into the image element's user space (before its own transform)."""
+
+    #: pixel coordinates ([0, W] x [0, H]) -> the image element's user space
+    pixels_to_user: inkex.Transform
+    #: the image's viewport (x, y, width, height) in its user space
+    viewport: tuple[float, float, float, float]
+    #: True when ``slice`` lets the picture overflow its viewport, so the strokes need clipping to it
+    clipped: bool
+    #: user units per pixel, for stroke widths (geometric mean of the two scales for ``none``)
+    scale: float
+
+
+def placement(svg: inkex.SvgDocumentElement, img: inkex.BaseElement, image_size: tuple[int, int]) -> Placement:
+    """Where the picture of ``image_size`` = (W, H) pixels is drawn, following SVG's image rules.
+
+    ``x``/``y`` default to 0; a missing ``width``/``height`` is the intrinsic size (one user unit per pixel,
+    keeping the aspect ratio when only one is given); ``preserveAspectRatio`` defaults to ``xMidYMid meet``.
+    """
+    pw, ph = float(image_size[0]), float(image_size[1])
+    vb = svg.get_viewbox() if hasattr(svg, "get_viewbox") else None
+    ref_w, ref_h = (vb[2], vb[3]) if vb and vb[2] and vb[3] else (pw, ph)
+    x = _length(img.get("x"), ref_w, 0.0)
+    y = _length(img.get("y"), ref_h, 0.0)
+    w = _length(img.get("width"), ref_w, None)
+    h = _length(img.get("height"), ref_h, None)
+    if w is None and h is None:
+        w, h = pw, ph
+    elif w is None:
+        w = h * pw / ph  # type: ignore[operator]
+    elif h is None:
+        h = w * ph / pw
+    assert w is not None and h is not None
+    tokens = (img.get("preserveAspectRatio") or "xMidYMid meet").split()
+    if tokens and tokens[0] == "defer":
+        tokens = tokens[1:]
+    align = tokens[0] if tokens else "xMidYMid"
+    slice_ = len(tokens) > 1 and tokens[1] == "slice"
+    if align == "none":
+        sx, sy = w / pw, h / ph
+        return Placement(_scale_then_move(sx, sy, x, y), (x, y, w, h), False, (abs(sx * sy)) ** 0.5)
+    fractions = {"Min": 0.0, "Mid": 0.5, "Max": 1.0}
+    try:
+        ax, ay = fractions[align[1:4]], fractions[align[5:8]]
+    except KeyError:
+        ax = ay = 0.5  # an invalid value falls back to the default alignment, as renderers do
+    s = max(w / pw, h / ph) if slice_ else min(w / pw, h / ph)
+    tx, ty = x + (w - pw * s) * ax, y + (h - ph * s) * ay
+    overflow = slice_ and (pw * s > w + 1e-9 or ph * s > h + 1e-9)
+    return Placement(_scale_then_move(s, s, tx, ty), (x, y, w, h), overflow, s)
+
+
+def _scale_then_move(sx: float, sy: float, tx: float, ty: float) -> inkex.Transform:
+    """The affine map p -> (sx·px + tx, sy·py + ty)."""
+    return inkex.Transform(((sx, 0.0, tx), (0.0, sy, ty)))
+
+
+def _length(value: str | None, reference: float, default: float | None) -> float | None:
+    """A presentation length in user units: absolute units in CSS pixels, percentages of the viewBox."""
+    if value is None or not value.strip() or value.strip() == "auto":
+        return default
+    number, unit = parse_unit(value.strip()) or (None, None)
+    if number is None:
+        return default
+    if unit == "%":
+        return number * reference / 100.0
+    return float(convert_unit(value.strip(), "px"))
+
+
+def insert_sketch(
+    svg: inkex.SvgDocumentElement,
+    img: inkex.Image,
+    result: dict[str, Any],
+    *,
+    color: inkex.Color,
+    target: str = "group",
+    keep_image: bool = True,
+) -> inkex.Group:
+    """Put a group (``target="layer"``: a layer) of the result's strokes right after ``img``, lying over it."""
+    width_px, height_px = (int(v) for v in result["image_size"])
+    place = placement(svg, img, (width_px, height_px))
+    group = inkex.Group()
+    group_id = unique_id(svg, f"clipasso-{img.get_id()}", len(result["strokes"]))
+    group.set("id", group_id)
+    group.set("inkscape:label", f"CLIPasso sketch of {img.get_id()} ({len(result['strokes'])} strokes)")
+    stamp(group, result)
+    if target == "layer":
+        group.set("inkscape:groupmode", "layer")
+        parent, index = layer_slot(svg, img)
+        parent.insert(index, group)
+        inner = -parent.composed_transform() @ img.getparent().composed_transform() @ img.transform
+        group.set("transform", str(inner))
+    else:
+        parent = img.getparent()
+        parent.insert(parent.index(img) + 1, group)
+        if img.get("transform"):
+            group.set("transform", img.get("transform"))
+    if place.clipped:
+        group.set("clip-path", f"url(#{clip(svg, group_id, place)})")
+    style = stroke_style(color, place, float(result["width"]))
+    for k, stroke in enumerate(result["strokes"]):
+        (x0, y0), (x1, y1), (x2, y2), (x3, y3) = (place.pixels_to_user.apply_to_point(p) for p in stroke)
+        path = inkex.PathElement()
+        path.set("id", f"{group_id}-stroke-{k}")
+        path.set("d", f"M {_n(x0)},{_n(y0)} C {_n(x1)},{_n(y1)} {_n(x2)},{_n(y2)} {_n(x3)},{_n(y3)}")
+        path.set("style", style)
+        group.append(path)
+    if not keep_image:
+        image_style = inkex.Style(img.get("style", ""))
+        image_style["display"] = "none"
+        img.set("style", str(image_style))
+    return group
+
+
+def stroke_style(color: inkex.Color, place: Placement, width_px: float) -> str:
+    """The strokes' style; the width is the one the engine optimised (image px), in the group's units."""
+    return str(
+        inkex.Style(
+            {
+                "fill": "none",
+                "stroke": str(color.to_rgb()),
+                "stroke-opacity": _n(float(color.alpha)),
+                "stroke-width": _n(width_px * place.scale),
+                "stroke-linecap": "round",
+                "stroke-linejoin": "round",
+            }
+        )
+    )
+
+
+def stamp(group: inkex.Group, result: dict[str, Any]) -> None:
+    """Provenance on the group: engine version, seed and the complete settings."""
+    group.set("data-clipasso-version", str(result.get("engine_version", "")))
+    group.set("data-clipasso-seed", str(result.get("seed", "")))
+    group.set("data-clipasso-device", str(result.get("device", "")))
+    group.set("data-clipasso-iterations", str(result.get("iterations_run", "")))
+    if result.get("stopped_early"):
+        group.set("data-clipasso-stopped-early", "true")
+    group.set("data-clipasso-settings", json.dumps(result.get("settings", {}), sort_keys=True))
+
+
+def unique_id(svg: inkex.SvgDocumentElement, base: str, strokes: int) -> str:
+    """``base``, or ``base-2``, ``base-3``… : the first one free for the group and its strokes.
+
+    Deterministic, unlike ``svg.get_unique_id()``, which differs between inkex versions."""
+    suffix = 1
+    while True:
+        candidate = base if suffix == 1 else f"{base}-{suffix}"
+        ids = [candidate, *(f"{candidate}-stroke-{k}" for k in range(strokes))]
+        if all(svg.getElementById(i) is None for i in ids):
+            return candidate
+        suffix += 1
+
+
+def layer_slot(svg: inkex.SvgDocumentElement, img: inkex.BaseElement) -> tuple[inkex.BaseElement, int]:
+    """Where a new layer goes: just above the layer holding the image (or on top, outside any layer)."""
+    node = img
+    layer = None
+    while node.getparent() is not None:
+        node = node.getparent()
+        if node.get("inkscape:groupmode") == "layer" and layer is None:
+            layer = node
+    if layer is None:
+        return svg, len(svg)
+    parent = layer.getparent()
+    return parent, parent.index(layer) + 1
+
+
+def clip(svg: inkex.SvgDocumentElement, group_id: str, place: Placement) -> str:
+    """A clipPath of the image's viewport (for ``slice``), in the group's user space; returns its id."""
+    clip_path = inkex.ClipPath()
+    clip_id = unique_id(svg, f"{group_id}-clip", 0)
+    clip_path.set("id", clip_id)
+    clip_path.set("clipPathUnits", "userSpaceOnUse")
+    x, y, w, h = place.viewport
+    rect = inkex.Rectangle()
+    rect.set("id", f"{clip_id}-rect")
+    for key, value in (("x", x), ("y", y), ("width", w), ("height", h)):
+        rect.set(key, _n(value))
+    clip_path.append(rect)
+    svg.defs.append(clip_path)
+    return clip_id
+
+
+def _n(value: float) -> str:
+    """A number with at most 3 decimals and no trailing zeros (stable, readable output)."""
+    text = f"{value:.3f}".rstrip("0").rstrip(".")
+    return "0" if text in ("-0", "") else text
