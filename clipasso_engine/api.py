@@ -20,9 +20,10 @@ from torch import Tensor
 
 from .augment import draw_augmentations
 from .config import CANVAS, SketchSettings
+from .environment import resolve_device, settings_from_env
 from .errors import Cancelled, ClipassoError, is_out_of_memory, out_of_memory
 from .image_io import PreparedImage, prepare_image
-from .models import LossNetwork, load_loss_network, resolve_device, settings_from_env
+from .model_cache import loss_network
 from .optimize import OptimisationResult, Progress, RunControl, optimise_strokes
 from .saliency import saliency_probabilities
 from .seeding import augmentation_seed, initialisation_seed
@@ -34,6 +35,9 @@ from .version import __version__
 CANVAS_STROKE_WIDTH = 3.0
 
 StatusCallback = Callable[[str, str], None]
+#: ``on_setup(done, total)``: the set-up passes before the first iteration (the target and a pooled preset's
+#: augmented targets, which take tens of seconds on a CPU).
+SetupCallback = Callable[[int, int], None]
 
 
 @dataclass
@@ -60,6 +64,7 @@ class SketchResult:
     iterations_run: int
     stopped_early: bool
     device: str
+    precision: str  # the loss network's precision as run (what settings.precision "auto" chose)
     settings: SketchSettings
     timings: dict[str, float] = field(default_factory=dict)
     engine_version: str = __version__
@@ -77,6 +82,7 @@ class SketchResult:
             "iterations_run": self.iterations_run,
             "stopped_early": self.stopped_early,
             "device": self.device,
+            "precision": self.precision,
             "settings": self.settings.to_dict(),
         }
 
@@ -94,18 +100,6 @@ class SketchResult:
             timings=self.timings,
         )
         return out
-
-
-#: One loaded loss network, kept so repeated sketches in one process (tests, library users) load it once.
-_LOSS_NETWORK_CACHE: dict[tuple[object, ...], LossNetwork] = {}
-
-
-def _loss_network(settings: SketchSettings, device: torch.device) -> LossNetwork:
-    key = (settings.loss_model, settings.loss_weights, settings.model_config, str(device), settings.geometric_layers)
-    if key not in _LOSS_NETWORK_CACHE:
-        _LOSS_NETWORK_CACHE.clear()
-        _LOSS_NETWORK_CACHE[key] = load_loss_network(settings, device)
-    return _LOSS_NETWORK_CACHE[key]
 
 
 def output_width(settings: SketchSettings, prepared: PreparedImage) -> float:
@@ -131,6 +125,7 @@ def sketch(
     mask: str | os.PathLike[str] | None = None,
     on_progress: ProgressCallback | None = None,
     on_status: StatusCallback | None = None,
+    on_setup: SetupCallback | None = None,
     control: RunControl | None = None,
     progress_interval_s: float = 0.25,
     use_env: bool = True,
@@ -141,9 +136,10 @@ def sketch(
     ``CLIPASSO_*`` environment variables, unless ``use_env`` is false (callers that resolved the environment
     themselves, so that an explicit option equal to a default is not overridden). ``on_progress`` receives a
     :class:`SketchProgress` at most every ``progress_interval_s`` seconds; ``on_status(stage, message)`` announces
-    each stage. ``control.cancel()`` stops within one iteration and raises :class:`Cancelled`; ``control.stop()``
-    ends early and returns the best strokes so far, or raises :class:`Cancelled` when it comes before the
-    optimisation has started. Raises a :class:`clipasso_engine.errors.ClipassoError` for every expected problem.
+    each stage; ``on_setup(done, total)`` counts the set-up passes before the first iteration.
+    ``control.cancel()`` stops within one iteration and raises :class:`Cancelled`; ``control.stop()`` ends early
+    and returns the best strokes so far, or raises :class:`Cancelled` when it comes before the optimisation has
+    started. Raises a :class:`clipasso_engine.errors.ClipassoError` for every expected problem.
     """
     settings = settings or SketchSettings()
     if use_env:
@@ -167,7 +163,7 @@ def sketch(
     mark = checkpoint("prepare_s", started)
     status("loading_models", f"Loading the loss network {settings.loss_model} ({settings.loss_weights})…")
     with _out_of_memory_as_error(device, "loading the models"):
-        network = _loss_network(settings, device)
+        network = loss_network(settings, device)
     mark = checkpoint("load_models_s", mark)
 
     status("saliency", f"Finding salient regions with {settings.saliency} ({settings.saliency_model})…")
@@ -209,6 +205,7 @@ def sketch(
             control=control,
             on_progress=_image_frame_progress(on_progress, prepared, width),
             progress_interval_s=progress_interval_s,
+            on_setup=on_setup,
         )
     timings["optimise_s"] = round(time.monotonic() - mark, 4)
     timings["total_s"] = round(time.monotonic() - started, 4)
@@ -223,6 +220,7 @@ def sketch(
         iterations_run=outcome.iterations_run,
         stopped_early=outcome.stopped_early,
         device=str(device),
+        precision=outcome.precision,
         settings=settings,
         timings=timings,
     )

@@ -94,7 +94,7 @@ def settings_from_args(
     """
     settings = preset_settings(choose_preset(args.preset, device_type))
     if environment:
-        from .models import settings_from_env
+        from .environment import settings_from_env
 
         settings = settings_from_env(settings)
     explicit = {field: getattr(args, option) for option, field in _SETTING_OPTIONS.items()}
@@ -106,7 +106,7 @@ def resolved_settings(args: argparse.Namespace) -> SketchSettings:
     cheap = settings_from_args(args, environment=False)
     if args.preset != AUTO_PRESET:
         return settings_from_args(args)
-    from .models import resolve_device
+    from .environment import resolve_device
 
     return settings_from_args(args, resolve_device(cheap.device).type)
 
@@ -138,6 +138,12 @@ class ProgressBar:
         width = max(0, min(self.width, columns - 1 - len(text)))
         filled = int(done * width)
         self.stream.write(("\r" + "█" * filled + "·" * (width - filled) + text)[: max(columns, 2)])
+        self.stream.flush()
+        self.active = True
+
+    def setup(self, done: int, total: int) -> None:
+        """The set-up passes before the first iteration, redrawn in place like the bar."""
+        self.stream.write(f"\r Preparing the targets: {done}/{total} ")
         self.stream.flush()
         self.active = True
 
@@ -204,6 +210,7 @@ def cmd_sketch(args: argparse.Namespace) -> int:
             mask=args.mask,
             on_progress=bar.update if bar else None,
             on_status=bar.status if bar else None,
+            on_setup=bar.setup if bar else None,
             use_env=False,  # settings_from_args already put explicit options over the environment
         )
     except KeyboardInterrupt:
@@ -240,7 +247,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_models_fetch(args: argparse.Namespace) -> int:
-    from .models import fetch_models
+    from .fetch import fetch_models
 
     settings = resolved_settings(args)
     for path in fetch_models(settings):
@@ -256,10 +263,21 @@ def _add_bench_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--repeats", type=int, default=3, help="repeats of each breakdown timing (median)")
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: torch's choice)")
     parser.add_argument("--json", help="also write the figures to this JSON file")
+    parser.add_argument(
+        "--precisions", default="", help="comma-separated fp32, bf16, fp16 timed side by side (default: fp32 + auto's)"
+    )
+    parser.add_argument(
+        "--real-run",
+        nargs="?",
+        const="fast",
+        default="",
+        metavar="PRESETS",
+        help="also time the real `clipasso sketch --early-stop 0` end to end for these presets (default fast)",
+    )
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from .bench import run_bench
+    from .bench_command import run_bench
 
     return run_bench(args)
 

@@ -32,7 +32,7 @@ class SketchSettings:
     seed: int = 0  # base seed: every random stream (each run's start, the augmentations) is derived from it
     lr: float = 1.0  # Adam learning rate on pixel coordinates, default betas, no schedule
     eval_every: int = 10  # score the clean pair every this many iterations; keep the best scored points
-    early_stop_delta: float = 1e-5  # stop when two evaluations in a row change by at most this (0: never)
+    early_stop_delta: float = 1e-5  # stop at the 2nd evaluation within this of the best, no new best between (0: never)
     # --- augmentation --------------------------------------------------------------------------------------
     augmentations: int = 4  # augmented (sketch, target) pairs per iteration, beside the clean pair
     perspective_distortion: float = 0.5  # RandomPerspective distortion_scale, p = 1, black fill

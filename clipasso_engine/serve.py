@@ -256,7 +256,7 @@ def _serve_request(line: str, stdin: IO[str], writer: _Writer) -> int:
 
     # The heavy imports (torch, open_clip) only now, so that a bad request is answered at once.
     from .api import sketch
-    from .models import resolve_device, settings_from_env
+    from .environment import resolve_device, settings_from_env
     from .optimize import RunControl
 
     control = RunControl()
@@ -275,12 +275,17 @@ def _serve_request(line: str, stdin: IO[str], writer: _Writer) -> int:
     def on_status(stage: str, message: str) -> None:
         writer.send("status", stage=stage, message=message)
 
+    def on_setup(done: int, total: int) -> None:
+        message = f"Preparing the targets ({done} of {total})…"
+        writer.send("status", stage="targets", message=message, done=done, total=total)
+
     result = sketch(
         image,
         resolved,
         mask=mask,
         on_progress=_progress_handler(writer, preview_interval),
         on_status=on_status,
+        on_setup=on_setup,
         control=control,
         use_env=False,  # resolved above, for the "started" message
     )

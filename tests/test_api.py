@@ -141,7 +141,7 @@ def test_out_of_memory_in_any_stage_is_one_sentence(
     def fail(*_args: object, **_kwargs: object) -> None:
         raise failure
 
-    target = "_loss_network" if stage == "models" else "saliency_probabilities"
+    target = "loss_network" if stage == "models" else "saliency_probabilities"
     monkeypatch.setattr(api_module, target, fail)
     with pytest.raises(OutOfMemory) as caught:
         sketch(Image.fromarray(_disks(DISK)), _tiny())

@@ -328,7 +328,7 @@ def test_errors_after_start_are_one_error_line(engines: list[Engine], photo: Pat
     assert weights_error[-1]["type"] == "error" and weights_error[-1]["code"] == "weights_missing"
     assert [m["type"] for m in weights_error[:-1]] in (["started"], ["started", "status"])
     text = weights_error[-1]["message"]
-    assert "clipasso models fetch" in text and "local checkpoint" in text
+    assert "-m clipasso_engine models fetch" in text and "local checkpoint" in text
     assert bad_image.proc.wait(timeout=10) != 0 and no_weights.proc.wait(timeout=10) != 0
 
 
@@ -413,3 +413,16 @@ def test_an_explicit_request_value_beats_the_environment(
     replies = engine.rest()
     assert replies[0]["settings"]["loss_model"] == "RN101" and replies[-1]["code"] == "weights_missing"
     assert "RN101" in replies[-1]["message"]
+
+
+def test_set_up_passes_are_reported_before_the_first_iteration(
+    engines: list[Engine], photo: Path, tmp_path: Path
+) -> None:
+    """Issue 8 item 21: a pooled preset's target passes used to run silently for up to a minute."""
+    request = _request(photo, {**TINY, "iterations": 3, "augmentation_pool": 3}, preview_interval_s=0)
+    replies = _start(engines, request, tmp_path).rest()
+    targets = [r for r in replies if r["type"] == "status" and r["stage"] == "targets"]
+    assert [(r["done"], r["total"]) for r in targets] == [(0, 4), (1, 4), (2, 4), (3, 4), (4, 4)]
+    kinds = [r["type"] for r in replies]
+    assert kinds.index("progress") > replies.index(targets[-1]) and kinds[-1] == "result"
+    assert replies[-1]["precision"] in ("fp32", "bf16")
