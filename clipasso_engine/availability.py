@@ -45,8 +45,7 @@ def resolve_sources(
     """Local files of ``sources`` (see :func:`ensure_weights`); ``model_config`` only words the fetch command."""
     found: dict[int, str] = {}
     missing: list[tuple[WeightsSource, str]] = []
-    reason: str | None = None
-    probed = False
+    reasons: dict[bool, str | None] = {}  # one probe for all: an offline machine is offline for every model
     for index, source in enumerate(sources):
         path = cached_file(source)
         if path is not None:
@@ -55,8 +54,10 @@ def resolve_sources(
         if source.path is not None:
             missing.append((source, "does not exist"))
             continue
-        if not probed:  # one probe for all: an offline machine is offline for every model
-            reason, probed = no_download_reason(), True
+        hub = not source.url  # a URL-only tag is not on the hub, so the hub's reachability says nothing about it
+        if hub not in reasons:
+            reasons[hub] = no_download_reason(hub=hub)
+        reason = reasons[hub]
         if reason is not None:
             missing.append((source, reason))
             continue

@@ -241,10 +241,10 @@ def _hub_download(repo: str, filenames: Sequence[str]) -> str:
     raise OSError(str(last))
 
 
-def no_download_reason() -> str | None:
-    """Why nothing can be downloaded now, or None when downloads may work."""
+def no_download_reason(*, hub: bool = True) -> str | None:
+    """Why nothing can be downloaded now, or None when downloads may work; ``hub``: also probe the hub."""
     if _offline():
         return "downloads are off (HF_HUB_OFFLINE)"
-    if not _hub_reachable():
+    if hub and not _hub_reachable():
         return "the Hugging Face hub cannot be reached"
     return None

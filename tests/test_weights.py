@@ -236,3 +236,20 @@ def test_a_sketch_names_every_missing_model_before_loading_any(offline: Path) ->
     model_cache.release_models()
     with pytest.raises(WeightsMissingError, match=r"RN101 \(openai\) and ViT-B-32-quickgelu \(openai\) are not"):
         sketch(PIL.Image.new("RGB", (32, 32), "white"), SketchSettings(device="cpu", iterations=1), use_env=False)
+
+
+def test_url_only_weights_are_named_with_their_url_and_skip_the_hub_probe(
+    monkeypatch: pytest.MonkeyPatch, offline: Path
+) -> None:
+    from clipasso_engine import weights
+    from clipasso_engine.availability import resolve_sources
+    from clipasso_engine.weights import WeightsSource
+
+    source = WeightsSource("RN-X (lab)", "loss", "RN-X", "lab", url="https://example.org/models/rn-x.pt")
+    with pytest.raises(WeightsMissingError) as err:
+        resolve_sources([source])
+    assert "https://example.org/models/rn-x.pt (save it as " + str(offline / "rn-x.pt") + ")" in str(err.value)
+    monkeypatch.delenv("HF_HUB_OFFLINE")
+    monkeypatch.setattr(weights, "_hub_reachable", lambda: False)  # the hub is down, example.org is not
+    monkeypatch.setattr(open_clip, "download_pretrained_from_url", lambda url, cache_dir: f"{cache_dir}/rn-x.pt")
+    assert resolve_sources([source]) == [(source, str(offline / "rn-x.pt"))]
