@@ -39,10 +39,10 @@ def placement(svg: inkex.SvgDocumentElement, img: inkex.BaseElement, image_size:
     pw, ph = float(image_size[0]), float(image_size[1])
     vb = svg.get_viewbox() if hasattr(svg, "get_viewbox") else None
     ref_w, ref_h = (vb[2], vb[3]) if vb and vb[2] and vb[3] else (pw, ph)
-    x = _length(img.get("x"), ref_w, 0.0)
-    y = _length(img.get("y"), ref_h, 0.0)
-    w = _length(img.get("width"), ref_w, None)
-    h = _length(img.get("height"), ref_h, None)
+    x = _length(img.get("x"), ref_w) or 0.0
+    y = _length(img.get("y"), ref_h) or 0.0
+    w = _length(img.get("width"), ref_w)
+    h = _length(img.get("height"), ref_h)
     if w is None and h is None:
         w, h = pw, ph
     elif w is None:
@@ -74,13 +74,14 @@ def _scale_then_move(sx: float, sy: float, tx: float, ty: float) -> inkex.Transf
     return inkex.Transform(((sx, 0.0, tx), (0.0, sy, ty)))
 
 
-def _length(value: str | None, reference: float, default: float | None) -> float | None:
-    """A presentation length in user units: absolute units in CSS pixels, percentages of the viewBox."""
+def _length(value: str | None, reference: float) -> float | None:
+    """A presentation length in user units (absolute units in CSS pixels, percentages of the viewBox), or None
+    where it is missing or unreadable."""
     if value is None or not value.strip() or value.strip() == "auto":
-        return default
+        return None
     number, unit = parse_unit(value.strip()) or (None, None)
     if number is None:
-        return default
+        return None
     if unit == "%":
         return number * reference / 100.0
     return float(convert_unit(value.strip(), "px"))
