@@ -7,15 +7,16 @@ bug and goes through :func:`format_unexpected`.
 from __future__ import annotations
 
 import argparse
+import logging
 import os
-import shutil
 import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import Any, TextIO
 
-from .config import AUTO_PRESET, PRESET_CHOICES, PRESETS, SketchSettings, choose_preset, preset_settings
+from .cli_settings import add_setting_options, resolved_settings
+from .config import AUTO_PRESET, PRESETS, SketchSettings
 from .errors import (
     Cancelled,
     ClipassoError,
@@ -25,138 +26,8 @@ from .errors import (
     OutputError,
     format_unexpected,
 )
+from .progress_bar import ProgressBar
 from .version import __version__
-
-if TYPE_CHECKING:  # importing torch costs seconds; `clipasso --help` and `--version` should not pay it
-    from .optimize import Progress
-
-#: CLI option -> SketchSettings field, for the options that map one to one.
-_SETTING_OPTIONS = {
-    "strokes": "strokes",
-    "iterations": "iterations",
-    "seeds": "seeds",
-    "seed": "seed",
-    "width": "width",
-    "device": "device",
-    "precision": "precision",
-    "saliency": "saliency",
-    "loss_model": "loss_model",
-    "loss_weights": "loss_weights",
-    "saliency_model": "saliency_model",
-    "saliency_weights": "saliency_weights",
-    "model_config": "model_config",
-    "augmentations": "augmentations",
-    "early_stop": "early_stop_delta",
-}
-
-
-def _add_setting_options(parser: argparse.ArgumentParser) -> None:
-    defaults = SketchSettings()
-    group = parser.add_argument_group("sketch settings (defaults: the chosen preset's)")
-    group.add_argument(
-        "--preset",
-        choices=PRESET_CHOICES,
-        default=AUTO_PRESET,
-        help="named settings; auto (default): paper on a GPU, fast on a CPU, where paper takes hours",
-    )
-    group.add_argument(
-        "--strokes", type=int, help=f"number of strokes, the abstraction level (default {defaults.strokes})"
-    )
-    group.add_argument("--iterations", type=int, help=f"optimisation steps (paper: {defaults.iterations})")
-    group.add_argument("--seeds", type=int, help=f"independent runs, the best is kept (paper: {defaults.seeds})")
-    group.add_argument("--seed", type=int, help="base seed: same input, settings and seed give the same strokes")
-    group.add_argument("--width", type=float, help="stroke width in output pixels (default: 3/224 of the longer side)")
-    group.add_argument("--augmentations", type=int, help="augmented pairs per iteration (paper: 4)")
-    group.add_argument(
-        "--early-stop",
-        type=float,
-        metavar="DELTA",
-        help="stop at the second evaluation within DELTA of the best with no new best between (default 1e-5; 0: never)",
-    )
-    group.add_argument("--device", help="auto, cpu, cuda, cuda:N or mps (default: auto)")
-    group.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16"], help="loss-network precision")
-    group.add_argument("--saliency", choices=["clip", "dino"], help="saliency backend (default: clip)")
-    models = parser.add_argument_group("models (also from CLIPASSO_* environment variables)")
-    models.add_argument("--loss-model", help="open_clip ResNet architecture (default RN101)")
-    models.add_argument("--loss-weights", help="pretrained tag (default openai) or a local checkpoint file")
-    models.add_argument("--saliency-model", help="open_clip ViT architecture (default ViT-B-32-quickgelu)")
-    models.add_argument("--saliency-weights", help="pretrained tag (default openai) or a local checkpoint file")
-    models.add_argument("--model-config", help="extra open_clip model config: a JSON file or a folder of them")
-
-
-def settings_from_args(
-    args: argparse.Namespace, device_type: str = "cpu", *, environment: bool = True
-) -> SketchSettings:
-    """The preset (``auto`` chosen for ``device_type``), then the environment, then explicit options on top.
-
-    ``environment=False`` skips the ``CLIPASSO_*`` overlay, which needs the heavy imports: the CLI validates the
-    options that way first, so that a typo fails at once rather than after torch has loaded.
-    """
-    settings = preset_settings(choose_preset(args.preset, device_type))
-    if environment:
-        from .environment import settings_from_env
-
-        settings = settings_from_env(settings)
-    explicit = {field: getattr(args, option) for option, field in _SETTING_OPTIONS.items()}
-    return settings.replace(**{k: v for k, v in explicit.items() if v is not None})
-
-
-def resolved_settings(args: argparse.Namespace) -> SketchSettings:
-    """The settings a run uses: validated cheaply first, then ``auto`` resolved on the device the run will use."""
-    cheap = settings_from_args(args, environment=False)
-    if args.preset != AUTO_PRESET:
-        return settings_from_args(args)
-    from .environment import resolve_device
-
-    return settings_from_args(args, resolve_device(cheap.device).type)
-
-
-class ProgressBar:
-    """A one-line terminal progress bar: iteration, loss, elapsed time and ETA."""
-
-    def __init__(self, stream: TextIO, width: int = 28) -> None:
-        self.stream = stream
-        self.width = width
-        self.active = False
-
-    @staticmethod
-    def _clock(seconds: float) -> str:
-        total = max(0, round(seconds))
-        hours, rest = divmod(total, 3600)
-        return f"{hours}:{rest // 60:02d}:{rest % 60:02d}" if hours else f"{rest // 60}:{rest % 60:02d}"
-
-    def update(self, progress: Progress) -> None:
-        done = progress.iteration / max(progress.iterations, 1)
-        # "loss" is this iteration's training loss (it jitters with the augmentations); "best" is the lowest
-        # evaluation loss so far, the one the summary reports and whose strokes are kept.
-        text = (
-            f" {progress.iteration}/{progress.iterations}  loss now {progress.loss:.4f}  best {progress.best_loss:.4f}"
-            f"  elapsed {self._clock(progress.elapsed_s)}  ETA {self._clock(progress.eta_s)} "
-        )
-        # A line longer than the terminal wraps, and "\r" then redraws only its last part: shrink the bar instead.
-        columns = shutil.get_terminal_size().columns
-        width = max(0, min(self.width, columns - 1 - len(text)))
-        filled = int(done * width)
-        self.stream.write(("\r" + "█" * filled + "·" * (width - filled) + text)[: max(columns, 2)])
-        self.stream.flush()
-        self.active = True
-
-    def setup(self, done: int, total: int) -> None:
-        """The set-up passes before the first iteration, redrawn in place like the bar."""
-        self.stream.write(f"\r Preparing the targets: {done}/{total} ")
-        self.stream.flush()
-        self.active = True
-
-    def status(self, stage: str, message: str) -> None:
-        self.finish()
-        self.stream.write(message + "\n")
-        self.stream.flush()
-
-    def finish(self) -> None:
-        if self.active:
-            self.stream.write("\n")
-            self.stream.flush()
-            self.active = False
 
 
 def _check_output_path(path: str) -> None:
@@ -295,7 +166,8 @@ def build_parser() -> argparse.ArgumentParser:
     sketch.add_argument("--mask", help="object mask image of the same size (white = object)")
     sketch.add_argument("--json", help="also write strokes and run facts as JSON to this file")
     sketch.add_argument("-q", "--quiet", action="store_true", help="no progress bar or summary")
-    _add_setting_options(sketch)
+    sketch.add_argument("-v", "--verbose", action="store_true", help="also print the details behind an error")
+    add_setting_options(sketch)
     sketch.set_defaults(run=cmd_sketch)
 
     serve = commands.add_parser("serve", help="the JSON-lines protocol for the Inkscape extension (docs/protocol.md)")
@@ -305,13 +177,23 @@ def build_parser() -> argparse.ArgumentParser:
     models = commands.add_parser("models", help="manage model weights")
     model_commands = models.add_subparsers(dest="models_command", required=True, metavar="ACTION")
     fetch = model_commands.add_parser("fetch", help="download the models the settings need into the cache")
-    _add_setting_options(fetch)
+    fetch.add_argument("-v", "--verbose", action="store_true", help="also print the details behind an error")
+    add_setting_options(fetch)
     fetch.set_defaults(run=cmd_models_fetch)
 
     bench = commands.add_parser("bench", help="time each preset against the loss network's floor")
     _add_bench_arguments(bench)
     bench.set_defaults(run=cmd_bench)
     return parser
+
+
+def show_engine_log(stream: TextIO) -> None:
+    """Send the engine's log (logger ``clipasso_engine``, INFO and up) to ``stream``."""
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(logging.Formatter("clipasso: %(levelname)s: %(message)s"))
+    logger = logging.getLogger("clipasso_engine")
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
 
 
 def _terminate(signum: int, _frame: object) -> None:
@@ -321,6 +203,9 @@ def _terminate(signum: int, _frame: object) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if getattr(args, "verbose", False):
+        # Errors are one sentence; what lies behind one (torch's own text, a download's reason) is logged at INFO.
+        show_engine_log(sys.stderr)
     if args.command == "sketch":
         signal.signal(signal.SIGTERM, _terminate)
     try:

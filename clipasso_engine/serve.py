@@ -234,6 +234,10 @@ def serve_stdio(stdin: IO[str] | None = None, stdout: IO[str] | None = None) -> 
     """
     stdin = stdin or sys.stdin
     writer = _Writer(stdout or _protocol_stdout())
+    if stdout is None:  # the real process: its stderr is the client's log, where the details behind errors belong
+        from .cli import show_engine_log
+
+        show_engine_log(sys.stderr)
     # SIGTERM/SIGINT before a request: there is nothing to wind down.
     _on_signals(lambda signum, _frame: os._exit(128 + signum))
     _terminate_with_parent()

@@ -25,7 +25,8 @@ from PIL import Image
 from skimage import data as skdata
 from tiny_models import TinyModels
 
-from clipasso_engine.cli import build_parser, main, settings_from_args
+from clipasso_engine.cli import build_parser, main
+from clipasso_engine.cli_settings import settings_from_args
 from clipasso_engine.config import SketchSettings
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -138,3 +138,17 @@ def test_bad_paths_and_settings_are_found_before_torch_loads(photo: Path, tmp_pa
     done = _run_without_torch(tmp_path, "sketch", *args)
     assert done.returncode != 0 and done.stdout.strip() == "no torch", (done.stdout, done.stderr)
     _one_sentence(done.stderr)
+
+
+def test_verbose_shows_the_details_behind_a_one_sentence_error(
+    tiny_env: TinyModels, photo: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    truncated = tmp_path / "truncated.pt"
+    truncated.write_bytes(tiny_env.loss_weights.read_bytes()[:1000])
+    args = ["sketch", *TINY_RUN, str(photo), "-o", str(tmp_path / "o.svg"), "--loss-weights", str(truncated)]
+    assert main(args) != 0
+    sentence = _one_sentence(capsys.readouterr().err)
+    assert main([*args, "--verbose"]) != 0
+    lines = capsys.readouterr().err.splitlines()
+    assert lines[-1] == sentence and len(lines) > 1
+    assert any(line.startswith("clipasso: INFO: ") for line in lines[:-1]), lines

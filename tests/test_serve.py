@@ -142,7 +142,8 @@ def test_a_run_replies_in_the_documented_order_with_the_documented_fields(
     assert engine.rest() == [] and _exits_within(engine.proc, 10) == 0
     kinds = [m["type"] for m in messages]
     assert kinds[0] == "started" and kinds[-1] == "result"
-    assert [m["stage"] for m in messages if m["type"] == "status"] == ["loading_models", "saliency", "optimising"]
+    stages = [m["stage"] for m in messages if m["type"] == "status"]
+    assert stages == ["loading_models", "saliency", "optimising", "targets", "targets"]
     assert kinds.index("progress") > max(i for i, k in enumerate(kinds) if k == "status")
     assert "preview" in kinds and set(kinds) == {"started", "status", "progress", "preview", "result"}
 
@@ -312,13 +313,15 @@ def test_errors_after_start_are_one_error_line(engines: list[Engine], photo: Pat
     truncated = tmp_path / "truncated.png"
     truncated.write_bytes(photo.read_bytes()[:300])
     bad_image = _start(engines, _request(truncated, TINY), tmp_path)
-    # Real model names with no cached weights and downloads off: the message names both fixes.
+    # Real model names with no cached weights and downloads off: the message names both models and both fixes.
     no_weights = _start(
         engines,
         _request(photo, TINY),
         tmp_path,
         CLIPASSO_LOSS_MODEL="RN50",
         CLIPASSO_LOSS_WEIGHTS="openai",
+        CLIPASSO_SALIENCY_MODEL="",
+        CLIPASSO_SALIENCY_WEIGHTS="",
         CLIPASSO_MODEL_CONFIG="",
         HF_HUB_OFFLINE="1",
     )
@@ -329,11 +332,19 @@ def test_errors_after_start_are_one_error_line(engines: list[Engine], photo: Pat
     assert [m["type"] for m in weights_error[:-1]] in (["started"], ["started", "status"])
     text = weights_error[-1]["message"]
     assert "-m clipasso_engine models fetch" in text and "local checkpoint" in text
+    assert "RN50" in text and "ViT-B-32-quickgelu" in text
     assert bad_image.proc.wait(timeout=10) != 0 and no_weights.proc.wait(timeout=10) != 0
 
 
-def _serve_in_process(line: str) -> tuple[int, list[dict[str, Any]]]:
-    """``serve_stdio`` on one request line; its replies parsed (each must be standard JSON)."""
+def _serve_in_process(line: str, monkeypatch: pytest.MonkeyPatch) -> tuple[int, list[dict[str, Any]]]:
+    """``serve_stdio`` on one request line; its replies parsed (each must be standard JSON).
+
+    The stdin watcher ends the process a few seconds after end of input (a dead parent's engine must not linger):
+    in-process, that would end pytest, so the watchdog is switched off here and only here.
+    """
+    import clipasso_engine.serve as serve_module
+
+    monkeypatch.setattr(serve_module, "_exit_soon", lambda status: None)
     handlers = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
     out = io.StringIO()
     try:
@@ -367,16 +378,19 @@ def _sketch_line(settings: dict[str, Any] | str, image: str = "a.png") -> str:
         (_sketch_line({"preset": "p" * 5_000_000}), "bad_settings"),
     ],
 )
-def test_every_request_ends_with_exactly_one_short_error_line(line: str, code: str) -> None:
+def test_every_request_ends_with_exactly_one_short_error_line(
+    line: str, code: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Issue 8 items 3 and 4: a RecursionError, a non-finite setting, or a huge echo used to end without an error
     line, as internal, or with a message of megabytes."""
-    status, replies = _serve_in_process(line)
+    status, replies = _serve_in_process(line, monkeypatch)
     assert status != 0 and [r["type"] for r in replies] == ["error"], replies
     assert replies[0]["code"] == code and len(replies[0]["message"]) <= 400, replies[0]["message"][:500]
 
 
-def test_a_huge_missing_path_is_echoed_short(tiny_env: TinyModels) -> None:
-    status, replies = _serve_in_process(_sketch_line({"seeds": 1}, image="/no/such/" + "d" * 50_000_000 + ".png"))
+def test_a_huge_missing_path_is_echoed_short(tiny_env: TinyModels, monkeypatch: pytest.MonkeyPatch) -> None:
+    huge = "/no/such/" + "d" * 50_000_000 + ".png"
+    status, replies = _serve_in_process(_sketch_line({"seeds": 1}, image=huge), monkeypatch)
     assert status != 0 and replies[-1]["type"] == "error" and replies[-1]["code"] == "bad_image"
     assert [r["type"] for r in replies if r["type"] in ("result", "error")] == ["error"]
     assert len(replies[-1]["message"]) <= 400
@@ -391,7 +405,7 @@ def test_a_bug_during_the_run_is_one_internal_error_line(
         raise TypeError("a programming error")
 
     monkeypatch.setattr(api_module, "sketch", broken)
-    status, replies = _serve_in_process(_sketch_line(TINY, image=str(photo)))
+    status, replies = _serve_in_process(_sketch_line(TINY, image=str(photo)), monkeypatch)
     assert status == 70 and [r["type"] for r in replies] == ["started", "error"]
     assert replies[-1]["code"] == "internal" and "TypeError: a programming error" in replies[-1]["message"]
 
