@@ -12,6 +12,7 @@ libraries, in float64, as the reference computes it).
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 import numpy as np
@@ -49,6 +50,12 @@ def _upsample(patch_map: Tensor, size: tuple[int, int]) -> Tensor:
     return min_max(up[0, 0])
 
 
+#: The attention maps hook into the (shared, cached) saliency model: two threads sketching at once would collect
+#: each other's attention. Saliency runs once per sketch and takes a fraction of a second, so one lock serialises it
+#: (simpler than a hand-written forward for every ViT layout open_clip and timm have).
+_HOOKED_FORWARD = threading.Lock()
+
+
 def clip_attention_map(vit_visual: nn.Module, images: Tensor) -> Tensor:
     """CLIP ViT attention saliency of ``images``, CLIP-normalised, shape (1, 3, H, W); returns (H, W) in [0, 1].
 
@@ -75,14 +82,15 @@ def clip_attention_map(vit_visual: nn.Module, images: Tensor) -> Tensor:
     def keep_weights(_module: nn.Module, _args: Any, output: tuple[Tensor, Tensor]) -> None:
         captured.append(output[1])
 
-    handles = [a.register_forward_pre_hook(want_weights, with_kwargs=True) for a in attentions]
-    handles += [a.register_forward_hook(keep_weights) for a in attentions]
-    try:
-        with torch.no_grad():
-            vit_visual(images)
-    finally:
-        for handle in handles:
-            handle.remove()
+    with _HOOKED_FORWARD:
+        handles = [a.register_forward_pre_hook(want_weights, with_kwargs=True) for a in attentions]
+        handles += [a.register_forward_hook(keep_weights) for a in attentions]
+        try:
+            with torch.no_grad():
+                vit_visual(images)
+        finally:
+            for handle in handles:
+                handle.remove()
     # (blocks, 1, L, L), batch-first; the CLS token comes first and the patch tokens last.
     attention = torch.stack(captured).mean(dim=0)[0]
     patches = grid[0] * grid[1]
@@ -110,12 +118,13 @@ def dino_attention_map(model: nn.Module, images: Tensor) -> Tensor:
     def keep_input(_module: nn.Module, args: tuple[Tensor, ...]) -> None:
         inputs.append(args[0])
 
-    handle = attn.register_forward_pre_hook(keep_input)
-    try:
-        with torch.no_grad():
-            model.forward_features(images)
-    finally:
-        handle.remove()
+    with _HOOKED_FORWARD:
+        handle = attn.register_forward_pre_hook(keep_input)
+        try:
+            with torch.no_grad():
+                model.forward_features(images)
+        finally:
+            handle.remove()
     x = inputs[0]
     batch, tokens, _ = x.shape
     qkv = attn.qkv(x).reshape(batch, tokens, 3, attn.num_heads, attn.head_dim).permute(2, 0, 3, 1, 4)

@@ -13,7 +13,7 @@ from PIL import Image
 from tiny_models import TinyModels
 
 import clipasso_engine
-from clipasso_engine import model_cache, saliency, sketch
+from clipasso_engine import model_cache, sketch
 from clipasso_engine.config import SketchSettings
 
 CPU = torch.device("cpu")
@@ -68,19 +68,8 @@ def _photo(seed: int) -> Image.Image:
 def test_two_threads_sketch_at_once_and_each_gets_its_own_result(
     tiny_models: TinyModels, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Issue 8 item 14: two threads calling sketch() shared the loss network's hook state.
-
-    The saliency attention maps still register hooks on the shared saliency model (saliency.py, reported
-    separately), so they are serialised here: this test covers the cache and the loss network.
-    """
-    lock = threading.Lock()
-    attention_map = saliency.clip_attention_map
-
-    def serialised(vit: torch.nn.Module, images: torch.Tensor) -> torch.Tensor:
-        with lock:
-            return attention_map(vit, images)
-
-    monkeypatch.setattr(saliency, "clip_attention_map", serialised)
+    """Issue 8 item 14: two threads calling sketch() shared the loss network's hook state, and the saliency
+    attention maps' hooks on the shared saliency model (now serialised by a lock in saliency.py)."""
     settings = _settings(tiny_models)
     photos = [_photo(1), _photo(2)]
     expected = [sketch(photo, settings, use_env=False).strokes for photo in photos]
