@@ -71,6 +71,27 @@ class OutputError(ClipassoError):
     code = "output_failed"
 
 
+class PathDataError(ClipassoError):
+    """SVG path data that cannot be parsed (``path_data.py``)."""
+
+    code = "bad_paths"
+    exit_status = 2
+
+
+class ShapeMaskError(ClipassoError):
+    """Mask or detail shapes that are unusable: outside the image, empty, or not closed."""
+
+    code = "bad_shapes"
+    exit_status = 2
+
+
+class InitStrokesError(ClipassoError):
+    """Strokes given to refine (``--init``, ``--lock``, ``--add``) that are unusable."""
+
+    code = "bad_init"
+    exit_status = 2
+
+
 class Cancelled(ClipassoError):
     """The run was cancelled before it produced strokes."""
 
