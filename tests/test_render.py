@@ -277,6 +277,17 @@ def test_sub_pixel_and_wide_lines_match_exact_coverage(
 
 
 @pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("stroke_width", [0.4, 1.0, 3.0])
+def test_number_and_tensor_widths_agree(stroke_width: float, method: str) -> None:
+    """A number ≥ 1 skips the sub-pixel bound (known on the host); a tensor always applies it: same image."""
+    points = _random_strokes(torch.Generator().manual_seed(10), (2, 6), 48, 10)
+    as_number = render(points, (48, 48), stroke_width, method=method)
+    as_tensor = render(points, (48, 48), torch.full((2, 6), stroke_width), method=method)
+    assert float((1 - as_number).sum()) > 5  # strokes on the canvas
+    assert torch.equal(as_number, as_tensor)
+
+
+@pytest.mark.parametrize("method", METHODS)
 def test_zero_width_draws_nothing(method: str) -> None:
     line = torch.tensor([[[8.0, 32.5], [24.0, 32.5], [40.0, 32.5], [56.0, 32.5]]])
     assert bool((render(line, (64, 64), 0.0, method=method) == 1).all())
