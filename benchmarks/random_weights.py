@@ -1,22 +1,21 @@
 """Write full-size CLIP checkpoints with random weights, for timing the real command where weights can't be fetched.
 
     python benchmarks/random_weights.py OUT_DIR
-    clipasso sketch photo.png -o out.svg --preset fast \
+    clipasso sketch photo.png -o out.svg --preset fast --early-stop 0 \
         --loss-weights OUT_DIR/RN101.pt --saliency-weights OUT_DIR/ViT-B-32-quickgelu.pt
 
-Timing does not depend on the weights' values; the sketches they give mean nothing.
+Timing does not depend on the weights' values; the sketches they give mean nothing, and their loss is flat, so
+``--early-stop 0`` keeps a run from stopping early. ``clipasso bench --real-run`` does all of this in one command.
 """
 
 from __future__ import annotations
 
 import argparse
-import logging
 from pathlib import Path
 
-import open_clip
-import torch
-
+from clipasso_engine.bench import write_random_checkpoints
 from clipasso_engine.config import SketchSettings
+from clipasso_engine.environment import settings_from_env
 
 
 def main() -> None:
@@ -24,11 +23,8 @@ def main() -> None:
     parser.add_argument("out_dir", type=Path)
     args = parser.parse_args()
     args.out_dir.mkdir(parents=True, exist_ok=True)
-    logging.getLogger().setLevel(logging.ERROR)  # open_clip warns that no pretrained weights were loaded
-    defaults = SketchSettings()
-    for arch in (defaults.loss_model, defaults.saliency_model):
-        path = args.out_dir / f"{arch}.pt"
-        torch.save(open_clip.create_model(arch, pretrained=None).state_dict(), path)
+    settings = settings_from_env(SketchSettings())  # the default architectures, or those CLIPASSO_* names
+    for path in write_random_checkpoints(args.out_dir, [settings.loss_model, settings.saliency_model]).values():
         print(path)
 
 
