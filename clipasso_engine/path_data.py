@@ -158,24 +158,33 @@ def parse_path_data(d: str) -> list[Subpath]:
     return subpaths
 
 
+#: A cubic as four complex control points (x + iy): Python's complex arithmetic is several times faster than
+#: numpy on two-element arrays, which matters at ``MAX_SEGMENTS``.
+_Cubic = tuple[complex, complex, complex, complex]
+
+
+def _straight(p0: complex, p1: complex) -> _Cubic:
+    return (p0, p0 + (p1 - p0) / 3.0, p0 + 2.0 * (p1 - p0) / 3.0, p1)
+
+
 def _parse(d: str) -> list[Subpath]:
     reader = _Reader(d)
     reader.skip(commas=False)
     if reader.at_end():
         raise _fail(d, "it is empty")
     subpaths: list[Subpath] = []
-    segments: list[np.ndarray] = []
+    segments: list[_Cubic] = []
     total = 0
-    current = start = np.zeros(2)
-    last_cubic_control: np.ndarray | None = None  # for S: the previous C/S second control point
-    last_quad_control: np.ndarray | None = None  # for T: the previous Q/T control point
+    current = start = 0j
+    last_cubic_control: complex | None = None  # for S: the previous C/S second control point
+    last_quad_control: complex | None = None  # for T: the previous Q/T control point
     command = ""
     open_subpath = False
 
     def finish(closed: bool) -> None:
         nonlocal segments
-        stacked = np.stack(segments) if segments else np.zeros((0, 4, 2))
-        subpaths.append(Subpath(segments=stacked, closed=closed))
+        points = np.array(segments, dtype=np.complex128).reshape(-1, 4)
+        subpaths.append(Subpath(segments=np.stack([points.real, points.imag], axis=-1), closed=closed))
         segments = []
 
     while True:
@@ -197,72 +206,76 @@ def _parse(d: str) -> list[Subpath]:
         if not subpaths and not open_subpath and command not in "Mm":
             raise _fail(d, "it must start with a moveto (M or m)")
         upper = command.upper()
-        relative = command.islower()
         values: list[float] = []
         for i in range(_ARITY[upper]):
             reader.skip()
             values.append(reader.flag() if upper == "A" and i in (3, 4) else reader.number())
-        origin = current if relative else np.zeros(2)
-        new: list[np.ndarray] = []
-        cubic_control: np.ndarray | None = None
-        quad_control: np.ndarray | None = None
+        origin = current if command.islower() else 0j
+        pairs = [origin + complex(values[i], values[i + 1]) for i in range(0, len(values) - 1, 2)]
+        cubic_control: complex | None = None
+        quad_control: complex | None = None
         if upper == "M":
             if open_subpath:
                 finish(closed=False)
-            current = start = origin + values
+            current = start = pairs[0]
             open_subpath = True
-        elif not open_subpath:  # a command right after Z: the next subpath starts at the same point (SVG §9.3.3)
-            open_subpath = True
+            last_cubic_control = last_quad_control = None
+            continue
+        open_subpath = True  # a command right after Z starts the next subpath at the same point (SVG §9.3.3)
         if upper == "Z":
-            if not np.array_equal(current, start):
-                new.append(_line(current, start))
-            segments.extend(new)
-            total += len(new)
+            if current != start:
+                segments.append(_straight(current, start))
+                total += 1
             finish(closed=True)
             current, open_subpath = start, False
             last_cubic_control = last_quad_control = None
             continue
-        if upper == "L" or upper == "H" or upper == "V":
-            if upper == "L":
-                target = origin + values
-            elif upper == "H":
-                target = np.array([values[0] + (current[0] if relative else 0.0), current[1]])
-            else:
-                target = np.array([current[0], values[0] + (current[1] if relative else 0.0)])
-            new.append(_line(current, target))
+        if upper == "L":
+            target = pairs[0]
+            segments.append(_straight(current, target))
+        elif upper == "H":
+            target = complex(values[0] + origin.real, current.imag)
+            segments.append(_straight(current, target))
+        elif upper == "V":
+            target = complex(current.real, values[0] + origin.imag)
+            segments.append(_straight(current, target))
         elif upper == "C":
-            c1, c2, target = origin + values[0:2], origin + values[2:4], origin + values[4:6]
-            new.append(np.stack([current, c1, c2, target]))
-            cubic_control = c2
+            target = pairs[2]
+            segments.append((current, pairs[0], pairs[1], target))
+            cubic_control = pairs[1]
         elif upper == "S":
-            c1 = current if last_cubic_control is None else 2.0 * current - last_cubic_control
-            c2, target = origin + values[0:2], origin + values[2:4]
-            new.append(np.stack([current, c1, c2, target]))
-            cubic_control = c2
+            target = pairs[1]
+            first = current if last_cubic_control is None else 2.0 * current - last_cubic_control
+            segments.append((current, first, pairs[0], target))
+            cubic_control = pairs[0]
         elif upper in "QT":
             if upper == "Q":
-                q, target = origin + values[0:2], origin + values[2:4]
+                q, target = pairs[0], pairs[1]
             else:
                 q = current if last_quad_control is None else 2.0 * current - last_quad_control
-                target = origin + values[0:2]
+                target = pairs[0]
             # Exact degree elevation: the cubic's controls lie 2/3 of the way from each end to the quadratic's.
-            new.append(
-                np.stack([current, current + 2.0 * (q - current) / 3.0, target + 2.0 * (q - target) / 3.0, target])
-            )
+            segments.append((current, current + 2.0 * (q - current) / 3.0, target + 2.0 * (q - target) / 3.0, target))
             quad_control = q
-        elif upper == "A":
-            target = origin + values[5:7]
+        else:  # A
+            target = origin + complex(values[5], values[6])
             try:
-                new.extend(
-                    arc_to_cubics(current, values[0], values[1], values[2], bool(values[3]), bool(values[4]), target)
+                arcs = arc_to_cubics(
+                    np.array([current.real, current.imag]),
+                    values[0],
+                    values[1],
+                    values[2],
+                    bool(values[3]),
+                    bool(values[4]),
+                    np.array([target.real, target.imag]),
                 )
             except (OverflowError, ZeroDivisionError, ValueError) as exc:  # radii or coordinates beyond the float range
                 raise _fail(d, "an arc's numbers are too large or too small to compute") from exc
-        if upper != "M":
-            current = target
+            segments.extend(tuple(complex(x, y) for x, y in arc) for arc in arcs)  # type: ignore[misc]
+            total += len(arcs) - 1
+        total += 1
+        current = target
         last_cubic_control, last_quad_control = cubic_control, quad_control
-        segments.extend(new)
-        total += len(new)
         if total > MAX_SEGMENTS:
             raise PathDataError(
                 f"The path data has more than {MAX_SEGMENTS:,} segments; simplify the shape (Path > Simplify) first."
