@@ -175,6 +175,8 @@ class ProgressWindow:
                 return False
             if kind == "status":
                 self.status.set_text(str(message.get("message", "")))
+                if isinstance(message.get("done"), int) and isinstance(message.get("total"), int) and message["total"]:
+                    self.bar.set_fraction(min(1.0, message["done"] / message["total"]))  # a set-up stage's steps
             elif kind == "progress":
                 self.show_progress(message)
             elif kind == "preview":
