@@ -10,7 +10,7 @@ import contextlib
 import dataclasses
 import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,6 +25,7 @@ from .errors import Cancelled, ClipassoError, is_out_of_memory, out_of_memory
 from .image_io import PreparedImage, prepare_image
 from .model_cache import loss_network
 from .optimize import OptimisationResult, Progress, RunControl, optimise_strokes
+from .refine import plan_refine, result_strokes, start_points
 from .saliency import saliency_probabilities
 from .seeding import augmentation_seed, initialisation_seed
 from .strokes import initial_strokes
@@ -68,6 +69,7 @@ class SketchResult:
     settings: SketchSettings
     timings: dict[str, float] = field(default_factory=dict)
     engine_version: str = __version__
+    refine: dict[str, Any] | None = None  # a refine's counts (refine.RefinePlan.provenance); None: a new sketch
 
     def provenance(self) -> dict[str, Any]:
         """What produced these strokes: stamped into the SVG and the JSON output."""
@@ -84,6 +86,7 @@ class SketchResult:
             "device": self.device,
             "precision": self.precision,
             "settings": self.settings.to_dict(),
+            **({"refine": self.refine} if self.refine is not None else {}),
         }
 
     def to_svg(self, color: str = "#000000") -> str:
@@ -129,6 +132,9 @@ def sketch(
     control: RunControl | None = None,
     progress_interval_s: float = 0.25,
     use_env: bool = True,
+    init_strokes: Sequence[Sequence[Sequence[float]]] | None = None,
+    locked: Sequence[int] | None = None,
+    add: int = 0,
 ) -> SketchResult:
     """Turn an image into a CLIPasso line sketch.
 
@@ -140,10 +146,18 @@ def sketch(
     ``control.cancel()`` stops within one iteration and raises :class:`Cancelled`; ``control.stop()`` ends early
     and returns the best strokes so far, or raises :class:`Cancelled` when it comes before the optimisation has
     started. Raises a :class:`clipasso_engine.errors.ClipassoError` for every expected problem.
+
+    A refine (``refine.py``): ``init_strokes`` N × 4 × [x, y] in image px start ONE run (the settings' stroke and
+    seed counts become N + ``add`` and 1); the strokes at the indices ``locked`` come back exactly as given; ``add``
+    strokes are added where the sketch leaves the saliency map least covered. The result's strokes are the given
+    ones in order, then the added ones, and ``SketchResult.refine`` says so.
     """
     settings = settings or SketchSettings()
     if use_env:
         settings = settings_from_env(settings)
+    refine = plan_refine(init_strokes, locked, add)  # bad refine input fails before anything heavy
+    if refine is not None:
+        settings = refine.settings(settings)
     control = control or RunControl()
     status = on_status or (lambda stage, message: None)
     timings: dict[str, float] = {}
@@ -166,23 +180,31 @@ def sketch(
         network = loss_network(settings, device)
     mark = checkpoint("load_models_s", mark)
 
-    status("saliency", f"Finding salient regions with {settings.saliency} ({settings.saliency_model})…")
-    with _out_of_memory_as_error(device, "computing the saliency map"):
-        probabilities = saliency_probabilities(prepared.image, prepared.mask, settings, device)
-        initial = torch.stack(
-            [
-                initial_strokes(
-                    probabilities,
-                    settings.strokes,
-                    initialisation_seed(settings.seed, run),
-                    step=settings.random_walk_step,
-                    canvas=CANVAS,
-                    device=device,
-                )
-                for run in range(settings.seeds)
-            ]
-        )
     width = output_width(settings, prepared)
+    with _out_of_memory_as_error(device, "computing the saliency map"):
+        probabilities = None
+        if refine is None or refine.add:  # a refine needs the map only to place added strokes
+            status("saliency", f"Finding salient regions with {settings.saliency} ({settings.saliency_model})…")
+            probabilities = saliency_probabilities(prepared.image, prepared.mask, settings, device)
+        if refine is not None:
+            initial = start_points(
+                refine, prepared, probabilities, width=width / prepared.scale, settings=settings, device=device
+            )
+        else:
+            assert probabilities is not None  # computed above for every new sketch
+            initial = torch.stack(
+                [
+                    initial_strokes(
+                        probabilities,
+                        settings.strokes,
+                        initialisation_seed(settings.seed, run),
+                        step=settings.random_walk_step,
+                        canvas=CANVAS,
+                        device=device,
+                    )
+                    for run in range(settings.seeds)
+                ]
+            )
     mark = checkpoint("saliency_s", mark)
 
     status("optimising", f"Optimising {settings.strokes} strokes, {settings.seeds} seed(s) at once on {device}…")
@@ -206,11 +228,16 @@ def sketch(
             on_progress=_image_frame_progress(on_progress, prepared, width),
             progress_interval_s=progress_interval_s,
             on_setup=on_setup,
+            locked=refine.locked_mask(device) if refine is not None else None,
         )
     timings["optimise_s"] = round(time.monotonic() - mark, 4)
     timings["total_s"] = round(time.monotonic() - started, 4)
+    if refine is not None:
+        strokes = result_strokes(refine, outcome.points, prepared)
+    else:
+        strokes = strokes_to_image_frame(outcome.points, prepared)
     return SketchResult(
-        strokes=strokes_to_image_frame(outcome.points, prepared),
+        strokes=strokes,
         width=width,
         image_size=prepared.image_size,
         seed=settings.seed,
@@ -223,6 +250,8 @@ def sketch(
         precision=outcome.precision,
         settings=settings,
         timings=timings,
+        # The first evaluation scores the starting strokes: the refine's "before".
+        refine=refine.provenance(outcome.best_so_far[0]) if refine is not None else None,
     )
 
 

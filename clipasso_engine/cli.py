@@ -20,6 +20,7 @@ from .config import AUTO_PRESET, PRESETS, SketchSettings
 from .errors import (
     Cancelled,
     ClipassoError,
+    InitStrokesError,
     InputImageError,
     MaskError,
     OutputConflictError,
@@ -46,12 +47,18 @@ def _check_paths(args: argparse.Namespace) -> None:
     """Missing inputs and outputs that would overwrite a file the user owns fail in a second, before torch loads."""
     from .files import same_file
 
-    for path, what, error in ((args.input, "image", InputImageError), (args.mask, "mask", MaskError)):
+    init = getattr(args, "init", None)
+    inputs = (
+        (args.input, "image", InputImageError),
+        (args.mask, "mask", MaskError),
+        (init, "--init SVG", InitStrokesError),
+    )
+    for path, what, error in inputs:
         if path is not None and not Path(path).is_file():
             problem = "is a folder" if Path(path).is_dir() else "does not exist"
             raise error(f"The {what} {path} {problem}; check the path.")
     outputs = [("output", args.output), ("JSON output", args.json)]
-    protected = [("input image", args.input), ("mask", args.mask), *outputs]
+    protected = [("input image", args.input), ("mask", args.mask), ("--init SVG", init), *outputs]
     for name, path in outputs:
         if not path:
             continue
@@ -66,6 +73,10 @@ def _check_paths(args: argparse.Namespace) -> None:
 
 def cmd_sketch(args: argparse.Namespace) -> int:
     _check_paths(args)
+    from .refine import describe, plan_from_options
+
+    # The --init file is read and --lock/--add checked here, before torch loads.
+    refine = plan_from_options(args.init, args.lock, args.add, args.strokes, args.seeds)
     settings = resolved_settings(args)
     from .api import sketch
     from .files import json_text, write_atomic
@@ -83,6 +94,9 @@ def cmd_sketch(args: argparse.Namespace) -> int:
             on_status=bar.status if bar else None,
             on_setup=bar.setup if bar else None,
             use_env=False,  # settings_from_args already put explicit options over the environment
+            init_strokes=refine.strokes if refine else None,
+            locked=refine.locked if refine else None,
+            add=refine.add if refine else 0,
         )
     except KeyboardInterrupt:
         raise Cancelled("interrupted; nothing was written.") from None
@@ -98,7 +112,8 @@ def cmd_sketch(args: argparse.Namespace) -> int:
             f"Wrote {len(result.strokes)} strokes to {args.output} (preset {chosen}, best loss {result.loss:.4f}, "
             f"seed {result.seed}, "
             f"run {result.winning_run + 1} of {result.settings.seeds}, {result.iterations_run} iterations, "
-            f"{result.timings.get('total_s', 0.0):.1f} s on {result.device}).",
+            f"{result.timings.get('total_s', 0.0):.1f} s on {result.device}"
+            f"{'; ' + describe(refine) if refine else ''}).",
             file=sys.stderr,
         )
     return 0
@@ -165,6 +180,15 @@ def build_parser() -> argparse.ArgumentParser:
     sketch.add_argument("-o", "--output", required=True, help="the SVG file to write")
     sketch.add_argument("--mask", help="object mask image of the same size (white = object)")
     sketch.add_argument("--json", help="also write strokes and run facts as JSON to this file")
+    sketch.add_argument(
+        "--init", metavar="SVG", help="refine: start one run from this SVG's strokes (image px, as sketch writes them)"
+    )
+    sketch.add_argument(
+        "--lock", metavar="I,J", help="with --init: strokes (from 0, in the file's order) kept exactly as they are"
+    )
+    sketch.add_argument(
+        "--add", type=int, metavar="K", help="with --init: add K strokes where the sketch leaves the image uncovered"
+    )
     sketch.add_argument("-q", "--quiet", action="store_true", help="no progress bar or summary")
     sketch.add_argument("-v", "--verbose", action="store_true", help="also print the details behind an error")
     add_setting_options(sketch)

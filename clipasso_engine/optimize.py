@@ -222,12 +222,15 @@ def optimise_strokes(
     on_progress: Callable[[Progress], None] | None = None,
     progress_interval_s: float = 0.25,
     on_setup: SetupCallback | None = None,
+    locked: Tensor | None = None,
 ) -> OptimisationResult:
     """Optimise S seeds' strokes at once and return the best scored strokes of the best seed.
 
     initial_points: (S, N, 4, 2) canvas px on the target device; target: (3, 224, 224) in [0, 1], same device;
     plan: this run's augmentations (``plan.per_step`` must equal ``settings.augmentations``) on the same device;
     width: stroke width in canvas pixels; on_setup: see :data:`SetupCallback`.
+    locked: (N,) bool, True for strokes that are constants (a refine's locked strokes): rendered and in the loss,
+    but restored after every step, so Adam never moves them and they come back bit-identical.
     Raises ``ModelConfigError`` when the loss becomes NaN or infinite (on a GPU, found at the next sync point).
     """
     device = initial_points.device
@@ -270,7 +273,10 @@ def optimise_strokes(
             if iteration % settings.eval_every == 0:
                 selection.record(clean, before)
             # A seed that met the early-stop rule keeps its points: the method stops that run there.
-            points.copy_(torch.where(selection.stopped[:, None, None, None], before, points))
+            keep = selection.stopped[:, None, None, None]
+            if locked is not None:  # locked strokes are constants: ``before`` is their initial value, every step
+                keep = keep | locked.to(device)[None, :, None, None]
+            points.copy_(torch.where(keep, before, points))
         completed = iteration + 1
 
         # The loop's only host-device synchronisation, at a bounded rate and one read each: progress, the

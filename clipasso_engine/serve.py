@@ -26,6 +26,7 @@ from .version import __version__
 if TYPE_CHECKING:
     from .api import SketchProgress, SketchResult
     from .optimize import RunControl
+    from .refine import RefinePlan
 
 PROTOCOL_VERSION = 1
 #: Seconds a cancelled run may take to wind down before the watchdog ends the process.
@@ -95,10 +96,10 @@ def _watch_stdin(stream: IO[str], control: RunControl) -> None:
     _exit_soon(3)
 
 
-def parse_request(line: str) -> tuple[str, str | None, dict[str, Any], float]:
-    """Validate a request line: (image, mask, raw settings, preview interval); raises ClipassoError (code
-    bad_request / bad_settings). The settings are checked here without the environment; :func:`request_settings`
-    builds the ones the run uses."""
+def parse_request(line: str) -> tuple[str, str | None, dict[str, Any], float, RefinePlan | None]:
+    """Validate a request line: (image, mask, raw settings, preview interval, refine plan or None); raises
+    ClipassoError (code bad_request / bad_settings / bad_init). The settings are checked here without the
+    environment; :func:`request_settings` builds the ones the run uses."""
     try:
         request = json.loads(line)
     except json.JSONDecodeError as exc:
@@ -126,7 +127,10 @@ def parse_request(line: str) -> tuple[str, str | None, dict[str, Any], float]:
     if isinstance(interval, bool) or not isinstance(interval, (int, float)) or not 0 <= interval <= 86_400:
         raise BadRequest('"preview_interval_s" must be a number of seconds from 0 to 86400.')
     request_settings(raw_settings)  # a bad setting is answered now, before the heavy imports
-    return image, mask, raw_settings, float(interval)
+    from .refine import plan_refine
+
+    refine = plan_refine(request.get("init_strokes"), request.get("locked"), request.get("add"))
+    return image, mask, raw_settings, float(interval), refine
 
 
 def request_settings(
@@ -256,7 +260,7 @@ def serve_stdio(stdin: IO[str] | None = None, stdout: IO[str] | None = None) -> 
 
 
 def _serve_request(line: str, stdin: IO[str], writer: _Writer) -> int:
-    image, mask, raw_settings, preview_interval = parse_request(line)
+    image, mask, raw_settings, preview_interval, refine = parse_request(line)
 
     # The heavy imports (torch, open_clip) only now, so that a bad request is answered at once.
     from .api import sketch
@@ -274,6 +278,8 @@ def _serve_request(line: str, stdin: IO[str], writer: _Writer) -> int:
     threading.Thread(target=_watch_stdin, args=(stdin, control), daemon=True).start()
     device = resolve_device(request_settings(raw_settings).device)
     resolved = request_settings(raw_settings, device_type=device.type, overlay=settings_from_env)
+    if refine is not None:  # one run of the given strokes plus the added ones: say so in "started" already
+        resolved = refine.settings(resolved)
     writer.send("started", engine_version=__version__, device=str(device), settings=resolved.to_dict())
 
     def on_status(stage: str, message: str) -> None:
@@ -292,6 +298,9 @@ def _serve_request(line: str, stdin: IO[str], writer: _Writer) -> int:
         on_setup=on_setup,
         control=control,
         use_env=False,  # resolved above, for the "started" message
+        init_strokes=refine.strokes if refine else None,
+        locked=refine.locked if refine else None,
+        add=refine.add if refine else 0,
     )
     writer.send("result", **_result_message(result))
     return 0

@@ -12,10 +12,19 @@ than strokes fall back to uniform draws from the rest (the reference's sampler f
 
 from __future__ import annotations
 
+import math
+
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from .config import CANVAS
+from .render import render
+
+#: Gaussian σ (canvas px) of the blur of the current sketch when placing added strokes (``uncovered_probabilities``):
+#: about one and a half random-walk steps (0.025 · 224 = 5.6 px), so the area a stroke already draws, and the
+#: stroke-sized neighbourhood around it, count as covered.
+COVERAGE_BLUR = 8.0
 
 
 def sample_start_points(probabilities: Tensor, count: int, generator: torch.Generator) -> Tensor:
@@ -68,3 +77,40 @@ def initial_strokes(
         move = (torch.rand(count, 2, generator=generator) * 2 - 1) * (step * canvas)
         points.append(points[-1] + move)
     return torch.stack(points, dim=1).to(device or probabilities.device)
+
+
+def uncovered_probabilities(
+    probabilities: Tensor, current: Tensor, *, width: float, blur: float = COVERAGE_BLUR
+) -> Tensor:
+    """Start-point probabilities for strokes added to a sketch: ``probabilities`` (H, W) where ``current`` misses.
+
+    ``current``: (N, 4, 2) canvas px, the sketch's strokes; ``width``: their width in canvas px. The strokes are
+    rendered (ink = 1 − image), blurred by a Gaussian of σ = ``blur`` px and divided by the blur's value on the
+    centre line of a long straight stroke of that width, erf(w / (2√2·σ)), then clamped to [0, 1]: that is the
+    coverage, 1 on and right around a stroke, falling off over about σ. Each pixel's probability is weighted by
+    (1 − coverage) and the map renormalised; sampling it (``initial_strokes``) then starts new strokes where the
+    map is salient and the sketch leaves it least covered. When the strokes cover every salient pixel, the
+    probabilities come back unchanged. Same device and dtype as ``probabilities``.
+    """
+    if current.shape[0] == 0:
+        return probabilities
+    height, width_px = probabilities.shape
+    points = current.detach().to("cpu", torch.float32)
+    ink = 1 - render(points, (height, width_px), stroke_width=width)
+    peak = math.erf(width / (2 * math.sqrt(2) * blur))
+    coverage = (_gaussian_blur(ink, blur) / peak).clamp(0, 1)
+    weights = probabilities.detach().to("cpu", torch.float64).clamp_min(0) * (1 - coverage.double())
+    total = weights.sum()
+    if not total > 0:
+        return probabilities
+    return (weights / total).to(probabilities)
+
+
+def _gaussian_blur(image: Tensor, sigma: float) -> Tensor:
+    """(H, W) blurred by a separable Gaussian of σ = ``sigma`` px, zero outside (no ink beyond the canvas)."""
+    radius = max(1, math.ceil(3 * sigma))
+    offsets = torch.arange(-radius, radius + 1, dtype=image.dtype)
+    kernel = torch.exp(-0.5 * (offsets / sigma) ** 2)
+    kernel = kernel / kernel.sum()
+    out = F.conv2d(image[None, None], kernel.view(1, 1, 1, -1), padding=(0, radius))
+    return F.conv2d(out, kernel.view(1, 1, -1, 1), padding=(radius, 0))[0, 0]

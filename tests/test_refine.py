@@ -1,0 +1,452 @@
+"""Edit, then refine (issue 14, engine side): reading --init SVGs, locked strokes as constants, added strokes where
+coverage is low, provenance, every bad input (one sentence, exit 2), and the protocol fields."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from test_serve import Engine
+from tiny_models import TinyModels
+
+from clipasso_engine import init_svg
+from clipasso_engine.api import sketch
+from clipasso_engine.augment import draw_augmentations
+from clipasso_engine.cli import main
+from clipasso_engine.config import SketchSettings
+from clipasso_engine.errors import InitStrokesError
+from clipasso_engine.init_svg import parse_transform, read_init_svg
+from clipasso_engine.loss_network import load_loss_network
+from clipasso_engine.optimize import optimise_strokes, sketch_images
+from clipasso_engine.refine import parse_lock_list, plan_refine
+from clipasso_engine.serve import parse_request
+from clipasso_engine.strokes import initial_strokes, uncovered_probabilities
+from clipasso_engine.svg import strokes_to_svg
+
+ROOT = Path(__file__).resolve().parents[1]
+W, H = 320, 160
+DISK_A, DISK_B = (80, 80, 34), (240, 80, 34)  # centre x, centre y, radius (image px)
+TINY = ["--iterations", "4", "--augmentations", "1", "--preset", "fast"]
+
+
+def _tiny(**changes: Any) -> SketchSettings:
+    base: dict[str, Any] = {"strokes": 6, "iterations": 8, "seeds": 1, "augmentations": 1, "early_stop_delta": 0.0}
+    return SketchSettings(**{**base, **changes})
+
+
+def _two_disks() -> Image.Image:
+    yy, xx = np.mgrid[0:H, 0:W]
+    rgb = np.full((H, W, 3), 255, np.uint8)
+    for cx, cy, r in (DISK_A, DISK_B):
+        rgb[(xx - cx) ** 2 + (yy - cy) ** 2 <= r**2] = 20
+    return Image.fromarray(rgb)
+
+
+def _ring(disk: tuple[int, int, int], count: int) -> list[list[list[float]]]:
+    """``count`` strokes tracing the disk's outline (image px)."""
+    cx, cy, r = disk
+    strokes = []
+    for i in range(count):
+        angles = [2 * math.pi * (i + t / 3) / count for t in range(4)]
+        strokes.append([[cx + r * math.cos(a), cy + r * math.sin(a)] for a in angles])
+    return strokes
+
+
+def _hatch(disk: tuple[int, int, int], spacing: float = 8.0) -> list[list[list[float]]]:
+    """Straight strokes across the disk every ``spacing`` image px, a little beyond it: the disk is covered."""
+    cx, cy, r = disk
+    reach = r + spacing
+    rows = np.arange(cy - reach, cy + reach + 0.1, spacing)
+    return [[[cx - reach + 2 * reach * t / 3, float(y)] for t in range(4)] for y in rows]
+
+
+def _bits(strokes: object) -> bytes:
+    return np.asarray(strokes, dtype=np.float64).tobytes()
+
+
+# --- the optimiser's locked strokes ---------------------------------------------------------------------------
+
+
+def test_optimiser_keeps_locked_strokes_bit_identical_and_moves_the_others(tiny_models: TinyModels) -> None:
+    """Without the restore in optimise_strokes, Adam moves every stroke (the locked ones by about lr per step)."""
+    network = load_loss_network(tiny_models.settings(), torch.device("cpu"))
+    generator = torch.Generator().manual_seed(3)
+    initial = (40 + 144 * torch.rand(1, 5, 4, 2, generator=generator)).float()
+    target = sketch_images(initial + 15, 3.0)[0].detach()
+    settings = SketchSettings(iterations=6, seeds=1, augmentations=1, eval_every=1, early_stop_delta=0.0)
+    plan = draw_augmentations(0, settings.iterations, settings.augmentations)
+    locked = torch.tensor([True, False, False, True, False])
+    result = optimise_strokes(initial, target, network, settings, plan, width=3.0, locked=locked)
+    assert torch.equal(result.points[locked], initial[0][locked])
+    moved = (result.points[~locked] - initial[0][~locked]).abs().amax(dim=(1, 2))
+    assert (moved > 0.5).all(), moved
+
+
+# --- the refine through sketch() ------------------------------------------------------------------------------
+
+
+def test_refine_keeps_locked_strokes_exactly_moves_the_rest_and_lowers_the_loss(tiny_env: TinyModels) -> None:
+    image = _two_disks()
+    first = sketch(image, _tiny())
+    # Numbers that no canvas round trip gives back exactly (1/3 px shifts, a 1e-9 nudge).
+    given = [[[x + 1 / 3, y - 1e-9] for x, y in stroke] for stroke in first.strokes]
+    result = sketch(image, _tiny(iterations=12, seeds=3, strokes=99), init_strokes=given, locked=[4, 1, 4])
+    assert len(result.strokes) == 6
+    for index in (1, 4):
+        assert _bits(result.strokes[index]) == _bits(given[index])
+    for index in (0, 2, 3, 5):
+        assert np.abs(np.subtract(result.strokes[index], given[index])).max() > 0.5, index
+    refine = result.provenance()["refine"]
+    assert {k: v for k, v in refine.items() if k != "start_loss"} == {
+        "given": 6,
+        "locked": 2,
+        "locked_strokes": [1, 4],
+        "added": 0,
+    }
+    assert result.loss < refine["start_loss"], refine  # the first evaluation scores the given strokes
+    # One run of as many strokes as given: the settings say so, whatever was asked.
+    assert result.settings.seeds == 1 and result.settings.strokes == 6 and result.seed_losses == [result.loss]
+    assert "refine" not in first.provenance()  # a new sketch's provenance is unchanged
+
+
+def test_uncovered_probabilities_move_new_strokes_off_the_covered_region() -> None:
+    probabilities = torch.zeros(224, 224)
+    probabilities[40:80, 30:70] = 1.0  # region A
+    probabilities[40:80, 150:190] = 1.0  # region B, exactly as salient
+    probabilities /= probabilities.sum()
+    # Five vertical strokes 10 px apart across region A.
+    covering = torch.tensor([[[30.0 + 10 * k, y] for y in (40.0, 53.0, 66.0, 80.0)] for k in range(5)])
+    weighted = uncovered_probabilities(probabilities, covering, width=3.0)
+    assert float(weighted.sum()) == pytest.approx(1.0)
+    assert float(weighted[:, :100].sum()) < 0.05 < 0.9 < float(weighted[:, 100:].sum())
+    starts = initial_strokes(weighted, 20, seed=0)[:, 0]
+    assert (starts[:, 0] >= 140).all(), starts  # every new stroke starts in B
+    # Control: without the coverage both regions get strokes.
+    plain = initial_strokes(probabilities, 20, seed=0)[:, 0]
+    assert (plain[:, 0] < 100).any() and (plain[:, 0] >= 140).any()
+    # Everything salient covered (one pixel under three strokes): the map comes back as it was, not as zeros.
+    one = torch.zeros(224, 224)
+    one[60, 50] = 1.0
+    assert torch.equal(uncovered_probabilities(one, covering[1:4], width=3.0), one)
+
+
+@pytest.mark.parametrize(("covered", "open_disk"), [(DISK_A, DISK_B), (DISK_B, DISK_A)])
+def test_added_strokes_start_on_the_salient_disk_the_sketch_leaves_uncovered(
+    tiny_env: TinyModels, covered: tuple[int, int, int], open_disk: tuple[int, int, int]
+) -> None:
+    # One iteration: the kept points are the scored start points, so the added strokes are where they were placed.
+    hatching = _hatch(covered)
+    result = sketch(_two_disks(), _tiny(iterations=1), init_strokes=hatching, add=5)
+    assert len(result.strokes) == len(hatching) + 5 and result.provenance()["refine"]["added"] == 5
+    added = np.asarray(result.strokes[len(hatching) :])[:, 0]
+    to_open = np.hypot(added[:, 0] - open_disk[0], added[:, 1] - open_disk[1])
+    assert (to_open <= open_disk[2] + 8).all(), added
+
+
+# --- reading --init SVG files ---------------------------------------------------------------------------------
+
+
+def test_reading_what_clipasso_writes_gives_its_numbers_back(tmp_path: Path) -> None:
+    strokes: list[list[list[float]]] = [
+        [[1.25, 2.5], [3.0, 4.125], [5.5, 6.0], [7.75, 8.001]],
+        [[-3.5, 0.0], [10, 20], [30, 40], [320, 160]],
+    ]
+    path = tmp_path / "s.svg"
+    path.write_text(strokes_to_svg(strokes, 3.0, (W, H), {"seed": 0}), encoding="utf-8")
+    assert read_init_svg(path) == strokes
+
+
+def test_reading_applies_transforms_converts_segments_and_skips_what_is_not_drawn(tmp_path: Path) -> None:
+    path = tmp_path / "edited.svg"
+    path.write_text(
+        '<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 320 160"><defs><path d="M 0 0 L 9 9"/></defs>'
+        '<clipPath id="c"><path d="M 0 0 L 5 5"/></clipPath><!-- a comment -->'
+        '<g transform="translate(100, 10)"><path id="a" d="M 0 0 C 1 0 2 0 3 0" transform="scale(2)"/>'
+        '<path d="M 0 0 L 30 0 L 30 30 Z"/></g>'
+        '<path d="M 10 10 Q 20 0 30 10" transform="rotate(90 10 10)"/><path d=""/><path d="M 5 5"/></svg>',
+        encoding="utf-8",
+    )
+    strokes = np.asarray(read_init_svg(path))
+    assert strokes.shape == (1 + 3 + 1, 4, 2)  # one cubic, a closed triangle (3 straight cubics), a quadratic
+    assert np.allclose(strokes[0], [[100, 10], [102, 10], [104, 10], [106, 10]])
+    assert np.allclose(strokes[1], [[100, 10], [110, 10], [120, 10], [130, 10]])  # a line at its thirds
+    assert np.allclose(strokes[3, 3], [100, 10])  # the closing segment
+    assert np.allclose(strokes[4, [0, 3]], [[10, 10], [10, 30]])  # rotated 90° about (10, 10)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("translate(3)", [[1, 0, 3], [0, 1, 0]]),
+        ("scale(2, 3) translate(1 1)", [[2, 0, 2], [0, 3, 3]]),
+        ("matrix(1,2,3,4,5,6)", [[1, 3, 5], [2, 4, 6]]),
+        ("skewX(45)", [[1, 1, 0], [0, 1, 0]]),
+        ("", [[1, 0, 0], [0, 1, 0]]),
+    ],
+)
+def test_transforms(text: str, expected: list[list[float]]) -> None:
+    assert np.allclose(parse_transform(text)[:2], expected)
+
+
+def _svg(body: str) -> str:
+    return f'<svg xmlns="http://www.w3.org/2000/svg">{body}</svg>'
+
+
+BAD_FILES = {
+    "not_xml": ("just text, not XML", "not a well-formed XML"),
+    "truncated": ('<svg xmlns="http://www.w3.org/2000/svg"><path d="M 0 0 L 1 1"/>', "not a well-formed XML"),
+    "not_svg": ("<html><path d='M 0 0 L 1 1'/></html>", "not an SVG"),
+    "no_paths": (_svg("<rect width='5' height='5'/>"), "has no strokes"),
+    "only_moves": (_svg("<path d='M 1 1 M 2 2'/>"), "has no strokes"),
+    "too_many": (_svg("<path d='M 0 0" + " l 1 1" * 4097 + "'/>"), "more than 4096 strokes"),
+    "nan": (_svg("<path d='M 0 0 L nan 1'/>"), "cannot be read"),
+    "overflow": (_svg("<path d='M 0 0 L 1e400 1'/>"), "cannot be read"),
+    "transform_overflow": (_svg("<g transform='scale(1e300)'><path d='M 0 0 L 1e300 1'/></g>"), "beyond the range"),
+    "bad_transform": (_svg("<path transform='turn(3)' d='M 0 0 L 1 1'/>"), "transform"),
+    "entities": (
+        '<?xml version="1.0"?><!DOCTYPE svg [<!ENTITY a "aaaaaaaaaa">]><svg xmlns="http://www.w3.org/2000/svg">'
+        "<desc>&a;&a;</desc><path d='M 0 0 L 1 1'/></svg>",
+        "entities",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_FILES))
+def test_bad_init_files_are_one_sentence(tmp_path: Path, case: str) -> None:
+    text, words = BAD_FILES[case]
+    path = tmp_path / "bad.svg"
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(InitStrokesError) as caught:
+        read_init_svg(path)
+    message = str(caught.value)
+    assert words in message and message.endswith(".") and "\n" not in message and len(message) <= 400, message
+    assert caught.value.code == "bad_init" and caught.value.exit_status == 2
+
+
+def test_a_file_over_the_size_limit_is_refused_unread(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "big.svg"
+    path.write_text(_svg("<path d='M 0 0 L 1 1'/>"), encoding="utf-8")
+    monkeypatch.setattr(init_svg, "MAX_INIT_BYTES", 20)
+    with pytest.raises(InitStrokesError, match="byte limit"):
+        read_init_svg(path)
+
+
+# --- validating locked and add (API and protocol) ------------------------------------------------------------
+
+ONE = [[[0.0, 0.0], [1.0, 1.0], [2.0, 2.0], [3.0, 3.0]]]
+
+
+@pytest.mark.parametrize(
+    ("strokes", "locked", "add", "words"),
+    [
+        (ONE * 2, [2], None, "does not exist"),
+        (ONE * 2, [-1], None, "does not exist"),
+        (ONE * 2, [1.0], None, "not a stroke index"),
+        (ONE * 2, [True], None, "not a stroke index"),
+        (ONE * 2, "0,1", None, "must be a list"),
+        (ONE * 2, [0, 1], None, "nothing to optimise"),
+        (ONE * 2, [0, 1, 1], 0, "nothing to optimise"),
+        (ONE, None, -1, "0 or more"),
+        (ONE, None, 2.5, "whole number"),
+        (ONE, None, 4096, "more than 4096"),
+        (ONE, None, 10**100, "more than 4096"),
+        (None, [0], None, "need strokes to refine"),
+        (None, None, 3, "need strokes to refine"),
+        ([], None, None, "empty list"),
+        ("M 0 0 L 1 1", None, None, "must be a list"),
+        (ONE * 4097, None, None, "more than 4096"),
+        ([[[0, 0], [1, 1], [2, 2]]], None, None, "not 4 control points"),
+        ([[[0, 0], [1, 1], [2, 2], [3]]], None, None, "not 4 control points"),
+        ([[[0, 0], [1, 1], [2, 2], [3, float("nan")]]], None, None, "not a finite number"),
+        ([[[0, 0], [1, 1], [2, 2], [3, float("inf")]]], None, None, "not a finite number"),
+        ([[[0, 0], [1, 1], [2, 2], [3, 10**400]]], None, None, "not a finite number"),
+        ([[[0, 0], [1, 1], [2, 2], [3, 1e8]]], None, None, "not a finite number"),
+        ([[[0, 0], [1, 1], [2, 2], [3, "4"]]], None, None, "not a finite number"),
+        ([[[0, 0], [1, 1], [2, 2], [3, None]]], None, None, "not a finite number"),
+    ],
+)
+def test_bad_refine_input_is_one_sentence(strokes: object, locked: object, add: object, words: str) -> None:
+    with pytest.raises(InitStrokesError) as caught:
+        plan_refine(strokes, locked, add)
+    message = str(caught.value)
+    assert words in message and message.endswith(".") and len(message) <= 400, message
+
+
+def test_repeated_lock_indices_count_once_and_nothing_asked_is_no_refine() -> None:
+    plan = plan_refine(ONE * 3, [2, 0, 2], 1)
+    assert plan is not None and plan.locked == (0, 2) and plan.total == 4
+    assert plan_refine(None, [], 0) is None and plan_refine(None) is None
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"), [("0,3", [0, 3]), (" 1 , 2 ", [1, 2]), ("", []), ("-1", [-1]), ("7,7", [7, 7])]
+)
+def test_lock_lists(text: str, expected: list[int]) -> None:
+    assert parse_lock_list(text) == expected
+
+
+@pytest.mark.parametrize("text", ["a", "1.5", "1,,2", "1;2", "٣", "0x1"])
+def test_lock_lists_that_are_not_indices(text: str) -> None:
+    with pytest.raises(InitStrokesError, match="not a whole number"):
+        parse_lock_list(text)
+
+
+# --- the CLI --------------------------------------------------------------------------------------------------
+
+
+def _one_sentence(err: str) -> str:
+    lines = err.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("clipasso: ") and lines[0].endswith("."), err
+    return lines[0]
+
+
+@pytest.fixture
+def photo(tmp_path: Path) -> Path:
+    path = tmp_path / "disks.png"
+    _two_disks().save(path)
+    return path
+
+
+def test_round_trip_sketch_edit_the_file_refine(
+    tiny_env: TinyModels, photo: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    first = tmp_path / "first.svg"
+    assert main(["sketch", str(photo), "-o", str(first), *TINY, "--strokes", "5", "-q"]) == 0
+    # The artist's edits: move stroke 1 with a transform, delete stroke 2, draw a new line into the group.
+    ET.register_namespace("", "http://www.w3.org/2000/svg")
+    tree = ET.parse(first)
+    group = tree.getroot().find("{http://www.w3.org/2000/svg}g")
+    assert group is not None
+    paths = list(group)
+    paths[1].set("transform", "translate(7 -4)")
+    group.remove(paths[2])
+    ET.SubElement(group, "{http://www.w3.org/2000/svg}path", d="M 20 20 L 60 100")
+    edited = tmp_path / "edited.svg"
+    tree.write(edited)
+    before = read_init_svg(edited)
+    second = tmp_path / "second.svg"
+    status = main(
+        ["sketch", str(photo), "-o", str(second), *TINY, "--init", str(edited), "--lock", "0,4", "--add", "2"]
+    )
+    assert status == 0, capsys.readouterr().err
+    assert "refined 5 given, 2 locked, 2 added" in capsys.readouterr().err
+    after_text = second.read_text(encoding="utf-8")
+    # Locked strokes: the very path data that was given (what clipasso wrote, and the drawn line as a cubic).
+    d_first = re.findall(r' d="([^"]+)"', first.read_text(encoding="utf-8"))
+    d_second = re.findall(r' d="([^"]+)"', after_text)
+    assert len(d_second) == 5 + 2 and d_second[0] == d_first[0]
+    assert d_second[4] == "M 20.000 20.000 C 33.333 46.667 46.667 73.333 60.000 100.000"
+    after = read_init_svg(second)
+    assert np.abs(np.subtract(after[1], before[1])).max() < 6  # the moved stroke starts where it now is
+    assert np.abs(np.subtract(before[1], read_init_svg(first)[1])).max() > 3.9
+    provenance = json.loads(re.findall(r'<metadata id="clipasso-provenance">([^<]+)<', after_text)[0])
+    assert provenance["refine"]["given"] == 5 and provenance["refine"]["locked_strokes"] == [0, 4]
+
+
+@pytest.fixture
+def init(tmp_path: Path) -> Path:
+    path = tmp_path / "init.svg"
+    path.write_text(strokes_to_svg(ONE * 3, 3.0, (W, H)), encoding="utf-8")
+    return path
+
+
+BAD_OPTIONS = {
+    "missing": (["--init", "missing.svg"], "does not exist"),
+    "folder": (["--init", "."], "is a folder"),
+    "lock_range": (["--init", "{init}", "--lock", "3"], "does not exist"),
+    "lock_negative": (["--init", "{init}", "--lock", "-1"], "does not exist"),
+    "lock_word": (["--init", "{init}", "--lock", "first"], "not a whole number"),
+    "all_locked": (["--init", "{init}", "--lock", "0,1,2"], "nothing to optimise"),
+    "add_negative": (["--init", "{init}", "--add", "-2"], "0 or more"),
+    "add_huge": (["--init", "{init}", "--add", "5000"], "more than 4096"),
+    "lock_alone": (["--lock", "0"], "need strokes to refine"),
+    "add_alone": (["--add", "2"], "need strokes to refine"),
+    "init_is_output": (["--init", "{out}"], "same file"),
+    "init_not_svg": (["--init", "{photo}"], "not a well-formed XML"),
+    "strokes_too": (["--init", "{init}", "--strokes", "8"], "--add"),
+    "seeds_too": (["--init", "{init}", "--seeds", "3"], "one run"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_OPTIONS))
+def test_bad_refine_options_exit_2_with_one_sentence_and_write_nothing(
+    photo: Path, init: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], case: str
+) -> None:
+    """No tiny_env: a run that got as far as loading models would fail with weights_missing, not exit 2."""
+    out = tmp_path / "out.svg"
+    if case == "init_is_output":
+        out.write_text("the artist's file")
+    options, words = BAD_OPTIONS[case]
+    filled = [o.format(init=init, out=out, photo=photo) for o in options]
+    os.chdir(tmp_path)
+    status = main(["sketch", str(photo), "-o", str(out), *filled])
+    line = _one_sentence(capsys.readouterr().err)
+    assert status == 2 and words in line, line
+    assert not out.exists() or out.read_text() == "the artist's file"
+
+
+def test_a_bad_init_is_found_before_torch_loads(photo: Path, tmp_path: Path) -> None:
+    bad = tmp_path / "bad.svg"
+    bad.write_text("<svg")
+    code = (
+        "import sys\nfrom clipasso_engine.cli import main\nstatus = main(sys.argv[1:])\n"
+        "print('torch imported' if 'torch' in sys.modules else 'no torch')\nsys.exit(status)\n"
+    )
+    args = ["sketch", str(photo), "-o", str(tmp_path / "o.svg"), "--init", str(bad), "--lock", "0"]
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    done = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=120, env=env)
+    assert done.returncode == 2 and done.stdout.strip() == "no torch", (done.stdout, done.stderr)
+    _one_sentence(done.stderr)
+
+
+# --- the protocol ---------------------------------------------------------------------------------------------
+
+
+def _request(image: Path, **fields: Any) -> str:
+    settings = {"strokes": 16, "seeds": 3, "augmentations": 1, "iterations": 6}
+    return json.dumps({"protocol": 1, "type": "sketch", "image": str(image), "settings": settings, **fields})
+
+
+@pytest.mark.parametrize(
+    ("fields", "words"),
+    [
+        ({"locked": [0]}, "need strokes to refine"),
+        ({"init_strokes": ONE, "locked": [0]}, "nothing to optimise"),
+        ({"init_strokes": ONE, "add": "2"}, "whole number"),
+        ({"init_strokes": {"a": 1}}, "must be a list"),
+        ({"init_strokes": [[[0, 0], [1, 1], [2, 2], [3, None]]]}, "not a finite number"),
+    ],
+)
+def test_protocol_refine_fields_are_checked_before_the_run(photo: Path, fields: dict[str, Any], words: str) -> None:
+    with pytest.raises(InitStrokesError, match=words) as caught:
+        parse_request(_request(photo, **fields))
+    assert caught.value.code == "bad_init"
+
+
+def test_protocol_refine_runs_and_says_so(tiny_env: TinyModels, photo: Path, tmp_path: Path) -> None:
+    given = [[[x + 0.1, y + 1 / 7] for x, y in stroke] for stroke in _ring(DISK_A, 3)]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    engine = Engine(_request(photo, init_strokes=given, locked=[2], add=1), env, tmp_path / "engine.log")
+    try:
+        messages = engine.until("result")
+    finally:
+        engine.close()
+    result = messages[-1]
+    assert len(result["strokes"]) == 4 and result["strokes"][2] == given[2]  # exact through JSON too
+    assert result["refine"]["given"] == 3 and result["refine"]["added"] == 1 and result["refine"]["locked"] == 1
+    # One run of the given strokes plus the added one, whatever the settings asked, already in "started".
+    assert messages[0]["settings"]["strokes"] == 4 and messages[0]["settings"]["seeds"] == 1
+    assert result["settings"]["strokes"] == 4 and result["settings"]["seeds"] == 1
+    stages = [m["stage"] for m in messages if m["type"] == "status"]
+    assert "saliency" in stages  # placing the added stroke needs the map
