@@ -38,6 +38,8 @@ EXTENSION_FILES = (
     "clipasso_sketch.py",
     "clipasso_client.py",
     "clipasso_image.py",
+    "clipasso_lifeline.py",
+    "clipasso_place.py",
     "clipasso_progress.py",
 )
 #: Subfolder of Inkscape's user extensions folder that holds ours (removed whole by --uninstall).

@@ -455,3 +455,9 @@ def test_runs_on_python_3_8(tmp_path: Path) -> None:
         env=dict(os.environ, XDG_CACHE_HOME=str(tmp_path / "cache")),
     )
     assert done.returncode == 0 and "model weights are kept" in done.stdout, done.stderr
+
+
+def test_every_extension_file_is_installed() -> None:
+    """A module added to the extension but not to the installer's list made the installed extension fail to import."""
+    shipped = {p.name for p in (ROOT / "inkscape_ext").iterdir() if p.suffix in (".py", ".inx")}
+    assert set(install.EXTENSION_FILES) == shipped
