@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Sequence
 
 import inkex
 from inkex.units import convert_unit, parse_unit
@@ -100,10 +100,14 @@ def insert_sketch(
     width_px, height_px = (int(v) for v in result["image_size"])
     place = placement(svg, img, (width_px, height_px))
     group = inkex.Group()
-    group_id = unique_id(svg, f"clipasso-{img.get_id()}", len(result["strokes"]))
+    levels = ladder_levels(result)
+    group_id = unique_id(svg, f"clipasso-{img.get_id()}", len(result["strokes"]), levels)
     group.set("id", group_id)
     group.set("inkscape:label", f"CLIPasso sketch of {img.get_id()} ({len(result['strokes'])} strokes)")
     stamp(group, result)
+    # What "Refine the selected sketch" needs to find the picture again and map the strokes back to its pixels.
+    group.set("data-clipasso-image", img.get_id())
+    group.set("data-clipasso-image-size", f"{width_px} {height_px}")
     if target == "layer":
         group.set("inkscape:groupmode", "layer")
         parent, index = layer_slot(svg, img)
@@ -118,18 +122,68 @@ def insert_sketch(
     if place.clipped:
         group.set("clip-path", f"url(#{clip(svg, group_id, place)})")
     style = stroke_style(color, place, float(result["width"]))
+    holders = level_groups(group, levels, result) if levels else [group]
     for k, stroke in enumerate(result["strokes"]):
-        (x0, y0), (x1, y1), (x2, y2), (x3, y3) = (place.pixels_to_user.apply_to_point(p) for p in stroke)
         path = inkex.PathElement()
         path.set("id", f"{group_id}-stroke-{k}")
-        path.set("d", f"M {_n(x0)},{_n(y0)} C {_n(x1)},{_n(y1)} {_n(x2)},{_n(y2)} {_n(x3)},{_n(y3)}")
+        path.set("d", stroke_d(place.pixels_to_user, stroke))
         path.set("style", style)
-        group.append(path)
+        holders[sum(1 for top in levels[:-1] if k >= top)].append(path)  # the level that adds stroke k
     if not keep_image:
         image_style = inkex.Style(img.get("style", ""))
         image_style["display"] = "none"
         img.set("style", str(image_style))
     return group
+
+
+def stroke_d(pixels_to_user: inkex.Transform, stroke: Any) -> str:
+    """Path data of one engine stroke (4 points, image px) in the user space ``pixels_to_user`` maps into."""
+    (x0, y0), (x1, y1), (x2, y2), (x3, y3) = (pixels_to_user.apply_to_point(p) for p in stroke)
+    return f"M {_n(x0)},{_n(y0)} C {_n(x1)},{_n(y1)} {_n(x2)},{_n(y2)} {_n(x3)},{_n(y3)}"
+
+
+def ladder_levels(result: dict[str, Any]) -> list[int]:
+    """The result's abstraction ladder as increasing stroke counts ending at the stroke count, or [] for none.
+
+    After "Stop and use current" or from an unexpected reply, levels past the strokes are dropped and the count
+    closes the ladder; anything unreadable is no ladder (the strokes still go in, ungrouped)."""
+    count = len(result["strokes"])
+    ladder = result.get("ladder")
+    if not isinstance(ladder, list):
+        return []
+    levels: list[int] = []
+    for level in ladder:
+        k = level.get("strokes") if isinstance(level, dict) else None
+        if not isinstance(k, int) or isinstance(k, bool) or k < 1 or (levels and k <= levels[-1]):
+            return []
+        if k < count:
+            levels.append(k)
+    return [*levels, count] if levels else []
+
+
+def level_groups(group: inkex.Group, levels: list[int], result: dict[str, Any]) -> list[inkex.Group]:
+    """One sub-group per ladder level in ``group``, lowest first, each to hold only the strokes it adds: hiding
+    the upper ones in Inkscape's Layers and Objects dialog shows a lower level."""
+    losses = {
+        level.get("strokes"): level.get("loss") for level in result.get("ladder", []) if isinstance(level, dict)
+    }
+    holders = []
+    for j, k in enumerate(levels):
+        sub = inkex.Group()
+        sub.set("id", f"{group.get('id')}-level-{k}")
+        sub.set("inkscape:label", level_label(k, k - levels[j - 1] if j else k, first=j == 0))
+        sub.set("data-clipasso-strokes", str(k))
+        loss = losses.get(k)
+        if isinstance(loss, (int, float)) and not isinstance(loss, bool):
+            sub.set("data-clipasso-loss", f"{float(loss):.6g}")
+        group.append(sub)
+        holders.append(sub)
+    return holders
+
+
+def level_label(strokes: int, added: int, *, first: bool) -> str:
+    """A level group's name, as the engine's SVG names it: "4 strokes", then "8 strokes (+4)"."""
+    return f"{strokes} strokes" if first else f"{strokes} strokes (+{added})"
 
 
 def stroke_style(color: inkex.Color, place: Placement, width_px: float) -> str:
@@ -159,14 +213,15 @@ def stamp(group: inkex.Group, result: dict[str, Any]) -> None:
     group.set("data-clipasso-settings", json.dumps(result.get("settings", {}), sort_keys=True))
 
 
-def unique_id(svg: inkex.SvgDocumentElement, base: str, strokes: int) -> str:
-    """``base``, or ``base-2``, ``base-3``… : the first one free for the group and its strokes.
+def unique_id(svg: inkex.SvgDocumentElement, base: str, strokes: int, levels: Sequence[int] = ()) -> str:
+    """``base``, or ``base-2``, ``base-3``… : the first one free for the group, its strokes and level groups.
 
     Deterministic, unlike ``svg.get_unique_id()``, which differs between inkex versions."""
     suffix = 1
     while True:
         candidate = base if suffix == 1 else f"{base}-{suffix}"
         ids = [candidate, *(f"{candidate}-stroke-{k}" for k in range(strokes))]
+        ids += [f"{candidate}-level-{k}" for k in levels]
         if all(svg.getElementById(i) is None for i in ids):
             return candidate
         suffix += 1
