@@ -103,6 +103,7 @@ class ProgressWindow:
         self.watch: int | None = None
         self.stopping = False
         self.pixbuf: Any = None
+        self.levels: list[int] = []  # the run's abstraction ladder, from its "started" settings
 
         self.window = Gtk.Window(title="CLIPasso Sketch")
         self.window.set_default_size(420, 520)
@@ -173,6 +174,8 @@ class ProgressWindow:
             if kind in ("result", "error"):
                 self.final(message)
                 return False
+            if kind == "started":
+                self.levels = ladder_of(message)
             if kind == "status":
                 self.status.set_text(str(message.get("message", "")))
                 if isinstance(message.get("done"), int) and isinstance(message.get("total"), int) and message["total"]:
@@ -224,6 +227,9 @@ class ProgressWindow:
             text += f", {_duration(float(message['eta_s']))}"
         self.bar.set_text(text)
         self.status.set_text("Optimising the strokes…" if not self.stopping else "Stopping…")
+        losses = message.get("level_losses")
+        if not self.stopping and isinstance(losses, list) and len(losses) == len(self.levels):
+            self.status.set_text("Loss by level: " + level_text(self.levels, losses))
 
     def on_stop(self, _button: Any) -> None:
         self.stopping = True
@@ -256,14 +262,38 @@ class ProgressWindow:
         if not preview:
             return
         cr.scale(scale, scale)
-        cr.set_source_rgba(*self.color)
         cr.set_line_width(max(float(preview.get("width", 1.0)), 1.0 / scale))
         cr.set_line_cap(1)  # round
-        for stroke in preview.get("strokes", []):
+        for index, stroke in enumerate(preview.get("strokes", [])):
+            cr.set_source_rgba(*level_color(self.color, self.levels, index))
             (x0, y0), (x1, y1), (x2, y2), (x3, y3) = stroke
             cr.move_to(x0, y0)
             cr.curve_to(x1, y1, x2, y2, x3, y3)
             cr.stroke()
+
+
+def ladder_of(started: dict[str, Any]) -> list[int]:
+    """The ladder levels of a "started" message's settings ([] for none or anything unreadable)."""
+    settings = started.get("settings")
+    ladder = settings.get("ladder") if isinstance(settings, dict) else None
+    if not isinstance(ladder, list) or not all(isinstance(k, int) and not isinstance(k, bool) for k in ladder):
+        return []
+    return list(ladder)
+
+
+def level_text(levels: list[int], losses: list[Any]) -> str:
+    """ "4: 0.812 · 8: 0.770": each level's stroke count and loss (— where the loss is not a number)."""
+    shown = [f"{v:.3f}" if isinstance(v, (int, float)) and not isinstance(v, bool) else "—" for v in losses]
+    return " · ".join(f"{k}: {v}" for k, v in zip(levels, shown))
+
+
+def level_color(color: tuple[float, ...], levels: list[int], index: int) -> tuple[float, ...]:
+    """The preview colour of stroke ``index``: the lowest level in the full colour, each higher one fainter, so
+    the preview shows the levels as the inserted groups will hold them (the first k strokes are level k)."""
+    if len(levels) < 2:
+        return color
+    level = sum(1 for top in levels[:-1] if index >= top)
+    return (*color[:3], color[3] * (1.0 - 0.6 * level / (len(levels) - 1)))
 
 
 def run_with_window(
