@@ -41,6 +41,9 @@ EXTENSION_FILES = (
     "clipasso_lifeline.py",
     "clipasso_place.py",
     "clipasso_progress.py",
+    "clipasso_refine.py",
+    "clipasso_pixelsize.py",
+    "clipasso_shapes.py",
 )
 #: Subfolder of Inkscape's user extensions folder that holds ours (removed whole by --uninstall).
 FOLDER = "clipasso"

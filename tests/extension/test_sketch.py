@@ -93,6 +93,8 @@ ENGINE_SENTENCES = (
     "bad_request",
     "out_of_memory",
     "output_failed",
+    "bad_paths",
+    "bad_shapes",
 )
 
 
@@ -216,7 +218,8 @@ def test_running_twice_gives_unique_ids_and_provenance(fake_engine: FakeEngine, 
     ("doc", "args", "reply", "expected"),
     [
         ("plain", [], "basic", "No image is selected; click a raster image"),
-        ("two", ["--id=photo", "--id=rect1"], "basic", "'rect1' is not a raster image"),
+        # A rect selected with the image is a mask shape now (issue 13); this one lies beside the image.
+        ("two", ["--id=photo", "--id=rect1"], "basic", "The shape 'rect1' does not overlap the image 'photo'"),
         ("missing", ["--id=photo"], "basic", "linked image file"),
         ("plain", ["--id=photo"], "crash", "stopped unexpectedly (exit status 3); see the log"),
         ("plain", ["--id=photo"], "internal", "failed (internal); see the log"),
