@@ -10,7 +10,7 @@ import contextlib
 import dataclasses
 import os
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,6 +28,7 @@ from .optimize import OptimisationResult, Progress, RunControl, optimise_strokes
 from .refine import plan_refine, result_strokes, start_points
 from .saliency import saliency_probabilities
 from .seeding import augmentation_seed, initialisation_seed
+from .shape_mask import Shape, as_shapes, combined_mask, to_canvas
 from .strokes import initial_strokes
 from .svg import strokes_to_svg
 from .version import __version__
@@ -135,6 +136,8 @@ def sketch(
     init_strokes: Sequence[Sequence[Sequence[float]]] | None = None,
     locked: Sequence[int] | None = None,
     add: int = 0,
+    mask_paths: Sequence[Shape | Mapping[str, Any]] | None = None,
+    detail_paths: Sequence[Shape | Mapping[str, Any]] | None = None,
 ) -> SketchResult:
     """Turn an image into a CLIPasso line sketch.
 
@@ -151,6 +154,10 @@ def sketch(
     seed counts become N + ``add`` and 1); the strokes at the indices ``locked`` come back exactly as given; ``add``
     strokes are added where the sketch leaves the saliency map least covered. The result's strokes are the given
     ones in order, then the added ones, and ``SketchResult.refine`` says so.
+
+    Shapes (``shape_mask.py``): ``mask_paths`` and ``detail_paths`` are lists of :class:`Shape` or
+    ``{"d": ..., "fill_rule": "nonzero" | "evenodd"}`` in image px. The mask shapes are the object mask (intersected
+    with ``mask`` and the alpha); inside the detail shapes strokes start ``settings.detail_weight`` times as often.
     """
     settings = settings or SketchSettings()
     if use_env:
@@ -163,7 +170,17 @@ def sketch(
     timings: dict[str, float] = {}
     started = time.monotonic()
 
-    prepared = prepare_image(image, mask, canvas=CANVAS)
+    mask_shapes, detail_shapes = as_shapes(mask_paths, "mask_paths"), as_shapes(detail_paths, "detail_paths")
+
+    def shapes_note(sentence: str) -> None:
+        status("shapes", sentence)
+
+    def object_mask(size: tuple[int, int]) -> Any:
+        return combined_mask(mask_shapes, size, "mask", shapes_note)
+
+    prepared = prepare_image(image, mask, canvas=CANVAS, shape_mask=object_mask if mask_shapes else None)
+    detail_plane = combined_mask(detail_shapes, prepared.image_size, "detail", shapes_note)
+    detail = None if detail_plane is None else to_canvas(detail_plane, CANVAS)
     device = resolve_device(settings.device)
 
     def checkpoint(name: str, since: float) -> float:
@@ -185,7 +202,7 @@ def sketch(
         probabilities = None
         if refine is None or refine.add:  # a refine needs the map only to place added strokes
             status("saliency", f"Finding salient regions with {settings.saliency} ({settings.saliency_model})…")
-            probabilities = saliency_probabilities(prepared.image, prepared.mask, settings, device)
+            probabilities = saliency_probabilities(prepared.image, prepared.mask, settings, device, detail)
         if refine is not None:
             initial = start_points(
                 refine, prepared, probabilities, width=width / prepared.scale, settings=settings, device=device

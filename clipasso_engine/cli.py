@@ -58,7 +58,8 @@ def _check_paths(args: argparse.Namespace) -> None:
             problem = "is a folder" if Path(path).is_dir() else "does not exist"
             raise error(f"The {what} {path} {problem}; check the path.")
     outputs = [("output", args.output), ("JSON output", args.json)]
-    protected = [("input image", args.input), ("mask", args.mask), ("--init SVG", init), *outputs]
+    shape_files = [("--mask-svg", getattr(args, "mask_svg", None)), ("--detail-svg", getattr(args, "detail_svg", None))]
+    protected = [("input image", args.input), ("mask", args.mask), ("--init SVG", init), *shape_files, *outputs]
     for name, path in outputs:
         if not path:
             continue
@@ -77,6 +78,14 @@ def cmd_sketch(args: argparse.Namespace) -> int:
 
     # The --init file is read and --lock/--add checked here, before torch loads.
     refine = plan_from_options(args.init, args.lock, args.add, args.strokes, args.seeds)
+    from .shape_mask import check_paths
+    from .shape_svg import read_shapes_svg
+
+    # The shape files are read and their path data parsed here too, before torch loads.
+    mask_shapes = read_shapes_svg(args.mask_svg) if args.mask_svg else []
+    detail_shapes = read_shapes_svg(args.detail_svg) if args.detail_svg else []
+    check_paths(mask_shapes, "mask")
+    check_paths(detail_shapes, "detail")
     settings = resolved_settings(args)
     from .api import sketch
     from .files import json_text, write_atomic
@@ -97,6 +106,8 @@ def cmd_sketch(args: argparse.Namespace) -> int:
             init_strokes=refine.strokes if refine else None,
             locked=refine.locked if refine else None,
             add=refine.add if refine else 0,
+            mask_paths=mask_shapes,
+            detail_paths=detail_shapes,
         )
     except KeyboardInterrupt:
         raise Cancelled("interrupted; nothing was written.") from None
@@ -179,6 +190,10 @@ def build_parser() -> argparse.ArgumentParser:
     sketch.add_argument("input", help="the image: PNG, JPEG, WebP, GIF, BMP or TIFF")
     sketch.add_argument("-o", "--output", required=True, help="the SVG file to write")
     sketch.add_argument("--mask", help="object mask image of the same size (white = object)")
+    sketch.add_argument(
+        "--mask-svg", metavar="SVG", help="object mask drawn as shapes in an SVG in image pixels (with --mask: both)"
+    )
+    sketch.add_argument("--detail-svg", metavar="SVG", help="shapes where more strokes start (see --detail-weight)")
     sketch.add_argument("--json", help="also write strokes and run facts as JSON to this file")
     sketch.add_argument(
         "--init", metavar="SVG", help="refine: start one run from this SVG's strokes (image px, as sketch writes them)"

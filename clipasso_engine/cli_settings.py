@@ -23,6 +23,7 @@ _SETTING_OPTIONS = {
     "model_config": "model_config",
     "augmentations": "augmentations",
     "early_stop": "early_stop_delta",
+    "detail_weight": "detail_weight",
 }
 
 
@@ -52,6 +53,12 @@ def add_setting_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--device", help="auto, cpu, cuda, cuda:N or mps (default: auto)")
     group.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16"], help="loss-network precision")
     group.add_argument("--saliency", choices=["clip", "dino"], help="saliency backend (default: clip)")
+    group.add_argument(
+        "--detail-weight",
+        type=float,
+        help=f"inside --detail-svg shapes a pixel is this many times as likely a stroke start (default "
+        f"{defaults.detail_weight:g}, 1 to 1000)",
+    )
     models = parser.add_argument_group("models (also from CLIPASSO_* environment variables)")
     models.add_argument("--loss-model", help="open_clip ResNet architecture (default RN101)")
     models.add_argument("--loss-weights", help="pretrained tag (default openai) or a local checkpoint file")

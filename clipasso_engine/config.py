@@ -47,6 +47,7 @@ class SketchSettings:
     saliency: str = "clip"  # "clip" (ViT attention average) or "dino" (timm DINO ViT-S/8 CLS attention)
     softmax_temperature: float = 0.3  # tau of the softmax over the saliency map's positive entries
     random_walk_step: float = 0.025  # each further control point moves U(-s, s)·canvas per axis
+    detail_weight: float = 4.0  # inside detail shapes a pixel is this many times as likely a start as outside (ours)
     # --- models (open_clip architecture names; weights are a pretrained tag or a local file) ---------------
     loss_model: str = "RN101"
     loss_weights: str = "openai"
@@ -85,6 +86,7 @@ class SketchSettings:
         _check_float_range("softmax_temperature", self.softmax_temperature, 0, 100, low_open=True)
         _check_float_range("perspective_distortion", self.perspective_distortion, 0, 1)
         _check_float_range("random_walk_step", self.random_walk_step, 0, 1)
+        _check_float_range("detail_weight", self.detail_weight, 1, 1000)
         _check_float_range("early_stop_delta", self.early_stop_delta, 0, 1000)
         _check_float_range("semantic_weight", self.semantic_weight, 0, 1000)
         for weight in self.geometric_weights:

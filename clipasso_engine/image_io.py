@@ -17,6 +17,7 @@ import os
 import struct
 import warnings
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -121,11 +122,14 @@ def prepare_image(
     image: str | os.PathLike[str] | Image.Image,
     mask: str | os.PathLike[str] | None = None,
     canvas: int = CANVAS,
+    shape_mask: Callable[[tuple[int, int]], np.ndarray | None] | None = None,
 ) -> PreparedImage:
     """Read (or take) a photo and an optional mask file and build the ``PreparedImage`` for the optimiser.
 
-    The object mask is the image's alpha (when not fully opaque) times the ``mask`` file, if any. A mask that
-    selects nothing is an error, since the target would be a blank page.
+    The object mask is the image's alpha (when not fully opaque) times the ``mask`` file, if any, times the
+    ``shape_mask`` (called with the oriented image's (W, H); it returns an (H, W) uint8 plane, or None for "no
+    mask": ``shape_mask.combined_mask``), so a raster mask and mask shapes intersect. A mask that selects nothing
+    is an error, since the target would be a blank page.
     """
     name = image if not isinstance(image, Image.Image) else "The image"
     pil = load_image(image) if not isinstance(image, Image.Image) else _to_rgb_or_rgba(ImageOps.exif_transpose(image))
@@ -137,6 +141,13 @@ def prepare_image(
     user_mask = None if mask is None else np.asarray(load_mask(mask, (width, height)))
     if user_mask is not None and not user_mask.any():
         raise MaskError(f"{_name(mask)} is entirely black, so it selects nothing; paint the object white.")
+    drawn = None if shape_mask is None else shape_mask((width, height))
+    if drawn is not None and user_mask is not None:
+        user_mask = (user_mask.astype(np.uint16) * drawn // 255).astype(np.uint8)
+        if not user_mask.any():
+            raise MaskError(f"{_name(mask)} and the mask shapes have no pixel in common; make them overlap.")
+    elif drawn is not None:
+        user_mask, mask = drawn, "The area inside the mask shapes"
     if user_mask is not None and alpha is not None and not (user_mask.astype(np.uint16) * alpha).any():
         raise MaskError(f"{_name(mask)} selects only transparent pixels of the image; paint the object white.")
     masked = user_mask is not None or alpha is not None

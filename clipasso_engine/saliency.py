@@ -168,7 +168,14 @@ def xdog(image: Tensor) -> Tensor:
 # --- probabilities -----------------------------------------------------------------------------------------------
 
 
-def sampling_probabilities(attention: Tensor, edges: Tensor, mask: Tensor | None, temperature: float) -> Tensor:
+def sampling_probabilities(
+    attention: Tensor,
+    edges: Tensor,
+    mask: Tensor | None,
+    temperature: float,
+    detail: Tensor | None = None,
+    detail_weight: float = 1.0,
+) -> Tensor:
     """Start-point probabilities, shape (H, W), summing to 1 (spec §3.3-3.4).
 
     ``attention`` (H, W); ``edges`` the binary XDoG map; ``mask`` (H, W) object mask in [0, 1] (inside where > 0.5)
@@ -180,6 +187,10 @@ def sampling_probabilities(attention: Tensor, edges: Tensor, mask: Tensor | None
     Ours, not the reference's: the object mask (the reference has none here), and the fallback when no entry is
     positive (an empty mask, a flat map), where every pixel inside the mask (or every pixel) is equally likely, so
     a run never fails here (the reference's sampler would fail on an all-zero map).
+
+    Also ours: ``detail`` (H, W) in [0, 1], the detail shapes' coverage, multiplies each probability by
+    ``1 + (detail_weight − 1)·detail`` before renormalising, so a pixel inside is ``detail_weight`` times as likely
+    a start as an equally salient pixel outside (the same as adding τ·ln(detail_weight) to its map value).
     """
     saliency = (1 - edges) * min_max(attention)
     inside = torch.ones_like(saliency, dtype=torch.bool) if mask is None else mask > 0.5
@@ -187,19 +198,24 @@ def sampling_probabilities(attention: Tensor, edges: Tensor, mask: Tensor | None
     positive = saliency > 0
     if not positive.any():
         positive = inside if inside.any() else torch.ones_like(inside)
-        return positive.to(saliency.dtype) / positive.sum()
-    probabilities = torch.zeros_like(saliency)
-    probabilities[positive] = torch.softmax(saliency[positive] / temperature, dim=0)
-    return probabilities
+        probabilities = positive.to(saliency.dtype) / positive.sum()
+    else:
+        probabilities = torch.zeros_like(saliency)
+        probabilities[positive] = torch.softmax(saliency[positive] / temperature, dim=0)
+    if detail is None or detail_weight == 1.0:
+        return probabilities
+    weighted = probabilities * (1.0 + (detail_weight - 1.0) * detail.to(probabilities))
+    return weighted / weighted.sum()
 
 
 def saliency_probabilities(
-    image: Tensor, mask: Tensor | None, settings: SketchSettings, device: torch.device
+    image: Tensor, mask: Tensor | None, settings: SketchSettings, device: torch.device, detail: Tensor | None = None
 ) -> Tensor:
     """Start-point probabilities for ``image``, shape (3, 224, 224), values in [0, 1], composited on white.
 
     Loads the saliency model the settings name (``saliency`` clip or dino, with its weights), computes the
-    attention map on ``device``, the XDoG edges on the CLIP-normalised image, and combines them.
+    attention map on ``device``, the XDoG edges on the CLIP-normalised image, and combines them; ``detail``
+    (224, 224) in [0, 1] weights the detail shapes up by ``settings.detail_weight``.
     Returns (224, 224) probabilities on ``device``.
     """
     batch = image.to(device=device, dtype=torch.float32)[None]
@@ -211,5 +227,10 @@ def saliency_probabilities(
         attention = clip_attention_map(network, clip_batch)
     edges = xdog(clip_batch[0])
     return sampling_probabilities(
-        attention, edges, None if mask is None else mask.to(device), settings.softmax_temperature
+        attention,
+        edges,
+        None if mask is None else mask.to(device),
+        settings.softmax_temperature,
+        None if detail is None else detail.to(device),
+        settings.detail_weight,
     )

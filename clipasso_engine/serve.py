@@ -130,6 +130,9 @@ def parse_request(line: str) -> tuple[str, str | None, dict[str, Any], float, Re
     from .refine import plan_refine
 
     refine = plan_refine(request.get("init_strokes"), request.get("locked"), request.get("add"))
+    from .shape_mask import request_shapes
+
+    request_shapes(request)  # bad mask_paths/detail_paths are answered now too (code bad_shapes / bad_paths)
     return image, mask, raw_settings, float(interval), refine
 
 
@@ -261,6 +264,9 @@ def serve_stdio(stdin: IO[str] | None = None, stdout: IO[str] | None = None) -> 
 
 def _serve_request(line: str, stdin: IO[str], writer: _Writer) -> int:
     image, mask, raw_settings, preview_interval, refine = parse_request(line)
+    from .shape_mask import request_shapes
+
+    mask_shapes, detail_shapes = request_shapes(json.loads(line))  # valid: parse_request checked them
 
     # The heavy imports (torch, open_clip) only now, so that a bad request is answered at once.
     from .api import sketch
@@ -301,6 +307,8 @@ def _serve_request(line: str, stdin: IO[str], writer: _Writer) -> int:
         init_strokes=refine.strokes if refine else None,
         locked=refine.locked if refine else None,
         add=refine.add if refine else 0,
+        mask_paths=mask_shapes,
+        detail_paths=detail_shapes,
     )
     writer.send("result", **_result_message(result))
     return 0
