@@ -20,6 +20,7 @@ FLOAT_SETTINGS = [
     "random_walk_step",
     "early_stop_delta",
     "semantic_weight",
+    "detail_weight",
 ]
 
 
