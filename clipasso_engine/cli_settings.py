@@ -3,8 +3,18 @@
 from __future__ import annotations
 
 import argparse
+import re
 
-from .config import AUTO_PRESET, PRESET_CHOICES, SketchSettings, choose_preset, preset_settings
+from .config import (
+    AUTO_PRESET,
+    DEFAULT_LADDER,
+    MAX_LADDER_LEVELS,
+    PRESET_CHOICES,
+    SketchSettings,
+    choose_preset,
+    preset_settings,
+)
+from .errors import SettingsError
 
 #: CLI option -> SketchSettings field, for the options that map one to one.
 _SETTING_OPTIONS = {
@@ -38,6 +48,14 @@ def add_setting_options(parser: argparse.ArgumentParser) -> None:
     )
     group.add_argument(
         "--strokes", type=int, help=f"number of strokes, the abstraction level (default {defaults.strokes})"
+    )
+    group.add_argument(
+        "--ladder",
+        nargs="?",
+        const=DEFAULT_LADDER,
+        metavar="LEVELS",
+        help="also keep the sketches of fewer strokes, each the first strokes of the next, e.g. 4,8,16,32 "
+        "(alone: 4,8,16,32 up to --strokes); without --strokes, the top level is the stroke count",
     )
     group.add_argument("--iterations", type=int, help=f"optimisation steps (paper: {defaults.iterations})")
     group.add_argument("--seeds", type=int, help=f"independent runs, the best is kept (paper: {defaults.seeds})")
@@ -81,7 +99,40 @@ def settings_from_args(
 
         settings = settings_from_env(settings)
     explicit = {field: getattr(args, option) for option, field in _SETTING_OPTIONS.items()}
+    explicit.update(_ladder_settings(getattr(args, "ladder", None), args.strokes, settings.strokes))
     return settings.replace(**{k: v for k, v in explicit.items() if v is not None})
+
+
+def _ladder_settings(
+    option: str | tuple[int, ...] | None, strokes: int | None, preset_strokes: int
+) -> dict[str, object]:
+    """``--ladder`` as settings: the levels, and the stroke count (the levels' top when ``--strokes`` is not given)."""
+    if option is None:
+        return {}
+    if isinstance(option, tuple):  # --ladder alone: the default levels, up to the stroke count
+        top = preset_strokes if strokes is None else strokes
+        return {"ladder": (*(level for level in option if level < top), top)}
+    levels = parse_ladder(option)
+    return {"ladder": levels, "strokes": levels[-1] if strokes is None else strokes}
+
+
+def parse_ladder(text: str) -> tuple[int, ...]:
+    """``4,8,16,32`` -> (4, 8, 16, 32); the order and ranges are checked by the settings."""
+    parts = text.split(",") if text.strip() else []
+    if not parts:
+        raise SettingsError("--ladder needs stroke counts separated by commas, such as 4,8,16,32, or nothing after it.")
+    if len(parts) > MAX_LADDER_LEVELS:
+        raise SettingsError(
+            f"A ladder has at most {MAX_LADDER_LEVELS} levels, got {len(parts)}; give a few stroke counts such as "
+            "4,8,16,32."
+        )
+    for part in parts:
+        if not re.fullmatch(r"[0-9]{1,9}", part.strip()):
+            shown = part.strip() if len(part.strip()) <= 20 else part.strip()[:19] + "…"
+            raise SettingsError(
+                f"--ladder takes whole numbers separated by commas, such as 4,8,16,32; {shown!r} is not one."
+            )
+    return tuple(int(part) for part in parts)
 
 
 def resolved_settings(args: argparse.Namespace) -> SketchSettings:

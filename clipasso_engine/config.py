@@ -7,6 +7,7 @@ The Inkscape ``.inx`` is the only other place that repeats a default, and a test
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -24,6 +25,8 @@ class SketchSettings:
 
     # --- strokes -------------------------------------------------------------------------------------------
     strokes: int = 16  # N cubic Béziers: the abstraction level (paper: 4/8/16/32)
+    ladder: tuple[int, ...] = ()  # abstraction ladder: every level's count is a prefix sketch (ladder.py); the top
+    # level is strokes (a lower top gets strokes appended); () draws one sketch of strokes
     width: float | None = None  # visible width in *output* pixels; None: 3/224 of the padded square's side
     width_fraction: float | None = None  # or: the width as a fraction of the image's longer side (the extension's)
     # --- optimisation --------------------------------------------------------------------------------------
@@ -67,6 +70,7 @@ class SketchSettings:
         for spec in dataclasses.fields(self):
             _check_type(spec.name, str(spec.type), getattr(self, spec.name))
         _check_positive_int("strokes", self.strokes, upper=4096)
+        _check_ladder(self)
         _check_positive_int("iterations", self.iterations, upper=1_000_000)
         _check_positive_int("seeds", self.seeds, upper=64)
         _check_positive_int("eval_every", self.eval_every, upper=1_000_000)
@@ -135,7 +139,7 @@ class SketchSettings:
             raise SettingsError(
                 f"Unknown setting(s): {_listed(unknown)}. Valid settings: {', '.join(sorted(known))}, preset."
             )
-        for key in ("geometric_layers", "geometric_weights"):
+        for key in ("ladder", "geometric_layers", "geometric_weights"):
             if isinstance(data.get(key), list):
                 data[key] = tuple(data[key])
         return base.replace(**data)
@@ -154,6 +158,10 @@ _TYPE_CHECKS: dict[str, tuple[Any, str]] = {
     "str | None": (lambda v: v is None or isinstance(v, str), "a string or null"),
     "tuple[str, ...]": (lambda v: isinstance(v, tuple) and all(isinstance(x, str) for x in v), "a list of names"),
     "tuple[float, ...]": (lambda v: isinstance(v, tuple) and all(_is_number(x) for x in v), "a list of numbers"),
+    "tuple[int, ...]": (
+        lambda v: isinstance(v, tuple) and all(isinstance(x, int) and not isinstance(x, bool) for x in v),
+        "a list of whole numbers",
+    ),
 }
 
 
@@ -162,6 +170,41 @@ def _check_type(name: str, annotation: str, value: object) -> None:
     check, words = _TYPE_CHECKS[annotation]
     if not check(value):
         raise SettingsError(f"{name} must be {words}, got {_shown(value)}.")
+
+
+#: Most levels of an abstraction ladder (1, 2, 4, … 4096 is 13): each is a group in the SVG and a batch row.
+MAX_LADDER_LEVELS = 32
+#: What ``--ladder`` alone asks for, capped at the stroke count.
+DEFAULT_LADDER = (4, 8, 16, 32)
+
+
+def _check_ladder(settings: SketchSettings) -> None:
+    """Levels in 1..4096, strictly increasing, at most strokes; a top below strokes gets strokes appended."""
+    levels = settings.ladder
+    if len(levels) > MAX_LADDER_LEVELS:
+        raise SettingsError(
+            f"A ladder has at most {MAX_LADDER_LEVELS} levels, got {len(levels)}; give a few stroke counts such as "
+            "4,8,16,32."
+        )
+    for level in levels:
+        _check_int_range("each ladder level", level, 1, 4096)
+    for lower, upper in itertools.pairwise(levels):
+        if lower == upper:
+            raise SettingsError(
+                f"The ladder repeats the level {lower}; give each stroke count once, in increasing order, such as "
+                "4,8,16,32."
+            )
+        if lower > upper:
+            raise SettingsError(
+                f"The ladder's levels must increase, such as 4,8,16,32, but {lower} comes before {upper}."
+            )
+    if levels and levels[-1] > settings.strokes:
+        raise SettingsError(
+            f"The ladder's top level {levels[-1]} is more than the {settings.strokes} strokes; set strokes to at "
+            f"least {levels[-1]} or drop the higher levels."
+        )
+    if levels and levels[-1] < settings.strokes:
+        object.__setattr__(settings, "ladder", (*levels, settings.strokes))
 
 
 def _check_positive_int(name: str, value: object, *, upper: int) -> None:
@@ -213,6 +256,11 @@ PRESETS: dict[str, dict[str, Any]] = {
     # For CPU users: one seed, two augmented pairs from a pool of 32 pre-drawn steps (target features computed
     # once), 300 iterations (the paper: recognisable by 100-300). Measured with `clipasso bench` (README "Presets").
     "fast": {"iterations": 300, "seeds": 1, "augmentations": 2, "augmentation_pool": 32},
+    # A first look within a minute on a CPU: one seed, one augmented pair from a pool of 16, 150 iterations. Chosen by
+    # benchmarks/draft_convergence.py: at the same cost (300 image passes), 150 × (1 + 1) left less pixel error than
+    # 100 × (1 + 2) (mean of three test scenes: 0.48 vs 0.57 of the start in fp32, 0.48 vs 0.54 in bf16). Listed
+    # last: the error messages list the presets in this order.
+    "draft": {"iterations": 150, "seeds": 1, "augmentations": 1, "augmentation_pool": 16},
 }
 
 

@@ -31,6 +31,9 @@ class ProgressBar:
             f" {progress.iteration}/{progress.iterations}  loss now {progress.loss:.4f}  best {progress.best_loss:.4f}"
             f"  elapsed {self._clock(progress.elapsed_s)}  ETA {self._clock(progress.eta_s)} "
         )
+        if progress.level_losses:  # a ladder: each level's loss, lowest level first
+            pairs = zip(progress.levels, progress.level_losses, strict=True)
+            text += " levels " + " ".join(f"{k}:{loss:.4f}" for k, loss in pairs) + " "
         # A line longer than the terminal wraps, and "\r" then redraws only its last part: shrink the bar instead.
         columns = shutil.get_terminal_size().columns
         width = max(0, min(self.width, columns - 1 - len(text)))
