@@ -122,7 +122,10 @@ def run_bench(args: argparse.Namespace) -> int:
         "presets": {},
         "real_runs": [],
     }
-    print(f"clipasso bench on {report['device_name']} ({device}), torch {torch.__version__}; {report['weights']}")
+    print(
+        f"clipasso bench on {report['device_name']} ({device}), torch {torch.__version__}; {report['weights']}",
+        flush=True,
+    )
     with tempfile.TemporaryDirectory(prefix="clipasso-bench-") as tmp:
         folder = Path(tmp)
         paths = write_random_checkpoints(folder, [base.loss_model, base.saliency_model], base.model_config)
@@ -147,6 +150,8 @@ def run_bench(args: argparse.Namespace) -> int:
                 report["presets"][name] = bench_preset(
                     settings, network, probabilities, target, precisions, measure, args.repeats, sum(stages.values())
                 )
+                for precision, row in report["presets"][name].items():  # as it goes: a long bench shows progress
+                    print(f"{name} {precision}: {row['s_per_iteration']:.3f} s/iteration", flush=True)
         release_models()  # the real runs are other processes: give their memory back
         del network
         for name in real_names:
