@@ -23,8 +23,10 @@ from .config import CANVAS, SketchSettings
 from .environment import resolve_device, settings_from_env
 from .errors import Cancelled, ClipassoError, is_out_of_memory, out_of_memory
 from .image_io import PreparedImage, prepare_image
+from .importance import rank_strokes
 from .model_cache import loss_network
 from .optimize import OptimisationResult, Progress, RunControl, optimise_strokes
+from .precision import autocast_context
 from .refine import plan_refine, result_strokes, start_points
 from .saliency import saliency_probabilities
 from .seeding import augmentation_seed, initialisation_seed
@@ -71,6 +73,16 @@ class SketchResult:
     timings: dict[str, float] = field(default_factory=dict)
     engine_version: str = __version__
     refine: dict[str, Any] | None = None  # a refine's counts (refine.RefinePlan.provenance); None: a new sketch
+    # A new sketch is written most to least important (within each ladder level's block; importance.py), a refine
+    # in its given order. Per written stroke: the loss rise when it is removed, and its rank (1 = most important).
+    importance: list[float] = field(default_factory=list)
+    rank: list[int] = field(default_factory=list)
+    source_index: list[int] = field(default_factory=list)  # per written stroke: its index in the previews' order
+    level_losses: list[float] = field(default_factory=list)  # per settings.ladder level: its clean loss
+
+    def ladder(self) -> list[dict[str, Any]]:
+        """``[{"strokes": k, "loss": l}, ...]`` per ladder level, lowest first; [] without a ladder."""
+        return [{"strokes": k, "loss": v} for k, v in zip(self.settings.ladder, self.level_losses, strict=True)]
 
     def provenance(self) -> dict[str, Any]:
         """What produced these strokes: stamped into the SVG and the JSON output."""
@@ -91,7 +103,16 @@ class SketchResult:
         }
 
     def to_svg(self, color: str = "#000000") -> str:
-        return strokes_to_svg(self.strokes, self.width, self.image_size, self.provenance(), color=color)
+        return strokes_to_svg(
+            self.strokes,
+            self.width,
+            self.image_size,
+            self.provenance(),
+            color=color,
+            importance=self.importance,
+            rank=self.rank,
+            ladder=self.ladder(),
+        )
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready facts; field names match the protocol's ``result`` message (docs/protocol.md)."""
@@ -102,6 +123,10 @@ class SketchResult:
             image_size=list(self.image_size),
             seed_losses=self.seed_losses,
             timings=self.timings,
+            importance=self.importance,
+            rank=self.rank,
+            source_index=self.source_index,
+            ladder=self.ladder(),
         )
         return out
 
@@ -248,13 +273,31 @@ def sketch(
             locked=refine.locked_mask(device) if refine is not None else None,
         )
     timings["optimise_s"] = round(time.monotonic() - mark, 4)
+    mark = time.monotonic()
+    # No status message here: the protocol sends every status before the first progress line.
+    with _out_of_memory_as_error(device, "ranking the strokes"):
+        ranking = rank_strokes(
+            outcome.points,
+            prepared.image.to(device),
+            network,
+            settings,
+            width=width / prepared.scale,
+            autocast=autocast_context(device, outcome.precision),
+            control=control,
+            levels=settings.ladder,
+        )
+    timings["rank_s"] = round(time.monotonic() - mark, 4)
     timings["total_s"] = round(time.monotonic() - started, 4)
     if refine is not None:
         strokes = result_strokes(refine, outcome.points, prepared)
     else:
         strokes = strokes_to_image_frame(outcome.points, prepared)
+    # A refine keeps its given order (its lock indices and the artist's per-stroke styles refer to it).
+    order = list(range(len(strokes))) if refine is not None else ranking.order
+    rank = {stroke: position + 1 for position, stroke in enumerate(ranking.order)}
+    importance = dict(zip(ranking.order, ranking.importance, strict=True))
     return SketchResult(
-        strokes=strokes,
+        strokes=[strokes[i] for i in order],
         width=width,
         image_size=prepared.image_size,
         seed=settings.seed,
@@ -269,6 +312,10 @@ def sketch(
         timings=timings,
         # The first evaluation scores the starting strokes: the refine's "before".
         refine=refine.provenance(outcome.best_so_far[0]) if refine is not None else None,
+        importance=[importance[i] for i in order],
+        rank=[rank[i] for i in order],
+        source_index=order,
+        level_losses=outcome.level_losses if settings.ladder else [],
     )
 
 

@@ -170,6 +170,8 @@ def _progress_handler(writer: _Writer, preview_interval_s: float) -> Callable[[S
             best_loss=_number(progress.best_loss),
             elapsed_s=_number(progress.elapsed_s),
             eta_s=_number(progress.eta_s),
+            # With a ladder, each level's loss (the levels as in the "started" settings' ladder).
+            **({"level_losses": [_number(v) for v in progress.level_losses]} if progress.level_losses else {}),
         )
         now = time.monotonic()
         if preview_interval_s > 0 and now - last_preview >= preview_interval_s:
@@ -193,6 +195,7 @@ def _result_message(result: SketchResult) -> dict[str, Any]:
     facts = result.to_dict()
     facts["loss"] = _number(result.loss)
     facts["seed_losses"] = [_number(v) for v in result.seed_losses]
+    facts["ladder"] = [{"strokes": level["strokes"], "loss": _number(level["loss"])} for level in result.ladder()]
     facts["svg"] = result.to_svg()
     return facts
 

@@ -160,8 +160,10 @@ def test_a_run_replies_in_the_documented_order_with_the_documented_fields(
     assert result["stopped_early"] is False and len(result["strokes"]) == 4
     assert previews[-1]["width"] == pytest.approx(result["width"], abs=1e-4)
     assert previews[-1]["image_size"] == result["image_size"]
-    # The preview shows the best strokes so far, which are the result's at the end (3-decimal rounding).
-    assert previews[-1]["strokes"] == [[[round(v, 3) for v in point] for point in s] for s in result["strokes"]]
+    # The preview shows the best strokes so far, which are the result's at the end (3-decimal rounding); the result
+    # writes them in importance order, source_index saying where each came from.
+    shown = [previews[-1]["strokes"][i] for i in result["source_index"]]
+    assert shown == [[[round(v, 3) for v in point] for point in s] for s in result["strokes"]]
     assert result["svg"].startswith("<?xml") and 'viewBox="0 0 300 200"' in result["svg"]
     assert result["svg"].count("<path ") == 4
 
