@@ -450,3 +450,12 @@ def test_protocol_refine_runs_and_says_so(tiny_env: TinyModels, photo: Path, tmp
     assert result["settings"]["strokes"] == 4 and result["settings"]["seeds"] == 1
     stages = [m["stage"] for m in messages if m["type"] == "status"]
     assert "saliency" in stages  # placing the added stroke needs the map
+
+
+@pytest.mark.skipif("ladder" not in SketchSettings.__dataclass_fields__, reason="the ladder (issue 12) is not in yet")
+def test_a_ladder_applies_to_the_refined_set(tiny_env: TinyModels) -> None:
+    given = _ring(DISK_A, 3)
+    settings = _tiny(strokes=16, ladder=(2, 4, 8))
+    result = sketch(_two_disks(), settings, init_strokes=given, locked=[0], add=2)
+    assert result.settings.strokes == 5 and result.settings.ladder == (2, 4, 5)
+    assert _bits(result.strokes[0]) == _bits(given[0])  # the given order is kept, so index 0 is still stroke 0
