@@ -272,7 +272,9 @@ def write_back(svg: inkex.SvgDocumentElement, sketch: EditedSketch, result: dict
         # The engine's width (image px) in the holder's units, wherever the user moved or scaled the group.
         place = replace(placement(svg, sketch.image, sketch.image_size), scale=abs(_det(to_local)) ** 0.5)
         style = stroke_style(color, place, float(result.get("width") or 1.0))
-        number = given
+        # Numbered after the sketch's highest stroke id, so a deleted stroke's id is never reused.
+        taken = [re.fullmatch(rf"{re.escape(group_id)}-stroke-(\d+)", e.get("id") or "") for e in sketch.group.iter()]
+        number = max([int(m.group(1)) + 1 for m in taken if m], default=0)
         for new in added:
             while svg.getElementById(f"{group_id}-stroke-{number}") is not None:
                 number += 1
@@ -319,9 +321,16 @@ def _relabel_levels(sketch: EditedSketch, result: dict[str, Any]) -> None:
     losses = (
         {v.get("strokes"): v.get("loss") for v in ladder if isinstance(v, dict)} if isinstance(ladder, list) else {}
     )
-    total, previous, first = 0, 0, True
+    # A level reaches up to the next level group: strokes drawn straight into the sketch group join the one before.
+    ends, total = {}, 0
     for child, count in sketch.blocks:
         total += count
+        if child.get("data-clipasso-strokes") is not None or not ends:
+            current = child
+        ends[id(current)] = total
+    previous, first = 0, True
+    for child, _ in sketch.blocks:
+        total = ends.get(id(child), previous)
         if child.get("data-clipasso-strokes") is None or total == previous:
             continue
         label = child.get("inkscape:label") or ""
