@@ -41,6 +41,21 @@ def test_inx_defaults_match_the_engine() -> None:
         assert f"{settings.iterations} iterations" in label and runs in label, (name, label)
 
 
+def test_inx_ladder_and_refine_defaults_match_the_engine() -> None:
+    """No ladder and nothing added unless asked, as on the command line; the ladder text is what the engine reads."""
+    params = inx_params()
+    assert params["ladder"].get("type") == "string"
+    levels = tuple(int(t) for t in (params["ladder"].text or "").replace(",", " ").split())
+    assert levels == SketchSettings().ladder == ()
+    assert int(params["add"].text or "") == 0 and params["add"].get("min") == "0"
+    # The ladder sits next to the stroke count, and its largest level can reach the stroke count's maximum.
+    names = list(params)
+    assert names.index("ladder") == names.index("strokes") + 1
+    assert int(params["strokes"].get("max") or 0) <= 4096 and int(params["add"].get("max") or 0) <= 4096
+    modes = [o.get("value") for o in params["mode"].iter(f"{{{NS['ink']}}}option")]
+    assert modes == ["sketch", "refine"]  # a new sketch is the default
+
+
 def test_version_is_stamped_from_one_place() -> None:
     pyproject = (ROOT / "pyproject.toml").read_text(encoding="utf-8")
     assert re.search(r'^version = "([^"]+)"$', pyproject, re.MULTILINE).group(1) == __version__  # type: ignore[union-attr]
