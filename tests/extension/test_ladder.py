@@ -81,7 +81,7 @@ def test_one_group_per_level_each_holding_the_strokes_it_adds(
     # Level k's group holds strokes k_prev..k of the engine's order: hiding the upper groups shows a lower level.
     strokes = recorded("ladder")[-1]["strokes"]
     to_user = placement(svg, image, (64, 48)).pixels_to_user
-    for g, (start, end) in zip(levels, [(0, 2), (2, 4), (4, 6)]):
+    for g, (start, end) in zip(levels, [(0, 2), (2, 4), (4, 6)], strict=False):
         assert [p.get("id") for p in g] == [f"clipasso-photo-stroke-{k}" for k in range(start, end)]
         assert [p.get("d") for p in g] == [stroke_d(to_user, s) for s in strokes[start:end]]
         assert "display" not in (g.get("style") or "")  # every level visible
