@@ -111,6 +111,49 @@ def test_batch_process_with_the_real_engine(tmp_path: Path, xserver: str, tiny_e
     assert png.stat().st_size > 1000
 
 
+SHAPES_PREFERENCES = PREFERENCES.replace('org.clipasso.sketch.strokes="4"', 'org.clipasso.sketch.strokes="16"').replace(
+    "/>", 'org.clipasso.sketch.shapes="object" />'
+)
+
+
+def test_path_selected_with_the_image_is_the_mask(tmp_path: Path, xserver: str, tiny_env: object) -> None:
+    """Issue 13 in real Inkscape 1.2 with the real engine: the image and a path over its left quarter selected
+    together; every one of 16 strokes starts inside the path (without it they start all over the picture, see
+    the report of issue 13), and the path is left as it was."""
+    inkscape = shutil.which("inkscape")
+    if inkscape is None or shutil.which("xdotool") is None:
+        pytest.fail("Inkscape or xdotool is missing: apt-get install inkscape xvfb xauth xdotool gir1.2-gtk-3.0")
+    profile = tmp_path / "profile"
+    env = dict(os.environ, INKSCAPE_PROFILE_DIR=str(profile), DISPLAY=xserver, XDG_CACHE_HOME=str(tmp_path / "cache"))
+    env.pop("CLIPASSO_NO_WINDOW", None)
+    venv = tmp_path / "venv"
+    installed = subprocess.run(
+        [sys.executable, str(ROOT / "install.py"), "--venv", str(venv), "--system-site-packages"],
+        env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert installed.returncode == 0, installed.stdout + installed.stderr
+    (profile / "preferences.xml").write_text(SHAPES_PREFERENCES)
+    document = tmp_path / "photo.svg"
+    outline = '<path id="mask" d="M 12,22 C 40,18 60,30 58,60 L 60,112 L 12,112 Z" style="fill:none;stroke:#0f0"/>'
+    document.write_text((DATA / "svg" / "plain.svg").read_text().replace("</g>", outline + "</g>", 1))
+    out = tmp_path / "out.svg"
+    actions = f"select-by-id:photo,mask;org.clipasso.sketch.noprefs;export-filename:{out};export-do"
+    run_watched([inkscape, "--batch-process", str(document), f"--actions={actions}"], env, xserver)
+
+    assert out.exists(), list((tmp_path / "cache").rglob("*.log"))
+    svg = inkex.load_svg(str(out)).getroot()
+    group = svg.getElementById("clipasso-photo")
+    assert group is not None, [p.read_text()[-2000:] for p in (tmp_path / "cache").rglob("*.log")]
+    strokes = list(group.iterchildren())
+    assert len(strokes) == 16
+    mask = svg.getElementById("mask")
+    assert mask.get("d") == "M 12,22 C 40,18 60,30 58,60 L 60,112 L 12,112 Z" and mask.getparent().get("id") == "layer1"
+    # The image is drawn at 2 user units a pixel from (10, 20); the path spans x 12..60 of its 10..138. Five small
+    # steps move a start by well under 2 pixels (4 units).
+    starts = [next(iter(stroke.path.end_points)) for stroke in strokes]
+    assert all(12 - 4 <= p.x <= 60 + 4 and 18 - 4 <= p.y <= 112 + 4 for p in starts), starts
+
+
 def _cmdline(proc: Path) -> str:
     try:
         return (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
