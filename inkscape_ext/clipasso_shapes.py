@@ -27,6 +27,8 @@ from clipasso_place import placement
 #: The elements that are shapes (open ones too: the engine closes or refuses them, and says so).
 SHAPE_TYPES = (inkex.PathElement, inkex.Rectangle, inkex.Circle, inkex.Ellipse, inkex.Polygon, inkex.Polyline)
 MODES = ("object", "detail", "ignore")
+#: The engine's range for ``detail_weight`` (``SketchSettings``), checked here so the message names our option.
+MAX_DETAIL_WEIGHT = 1000.0
 
 
 @dataclass(frozen=True)
@@ -65,6 +67,11 @@ def shape_fields(
     is its object mask (``use_clip``) unless selected shapes are its object mask. A selected shape that overlaps
     no selected image is an ``AbortExtension``, before the engine starts."""
     active = elements if mode != "ignore" else []
+    if active and mode == "detail" and not (math.isfinite(detail_weight) and 1 <= detail_weight <= MAX_DETAIL_WEIGHT):
+        raise inkex.AbortExtension(
+            f"The detail weight {detail_weight:g} is not a number from 1 to {MAX_DETAIL_WEIGHT:g}; set it under "
+            "'Shapes selected with the image', then try again."
+        )
     unused = {leaf.get_id() for e in active for leaf in leaves(e)}
     fields: list[dict[str, Any]] = []
     for img, file in zip(images, files):

@@ -259,3 +259,21 @@ def test_images_shapes_cannot_be_placed_on(
         fake_engine.requests.unlink(missing_ok=True)
         status, _ = run_sketch(doc, "--id=photo")
         assert status == 0 and len(fake_engine.request_log()) == 1
+
+
+@pytest.mark.parametrize("weight", ["0", "0.5", "nan", "inf", "-inf", "1e9"])
+def test_detail_weight_out_of_range_is_one_sentence(
+    weight: str, fake_engine: FakeEngine, capsys: pytest.CaptureFixture[str]
+) -> None:
+    status, out = run_sketch("shapes_two", "--id=photo", "--id=both", "--shapes=detail", f"--detail_weight={weight}")
+    err = capsys.readouterr().err
+    assert status != 0 and out == b"" and "is not a number from 1 to 1000; set it under" in err
+    assert err.strip().count("\n") == 0 and not fake_engine.started_pids()
+
+
+@pytest.mark.parametrize("weight", ["1", "1000"])
+def test_detail_weight_range_ends_are_sent(weight: str, fake_engine: FakeEngine) -> None:
+    (request,) = sent(
+        fake_engine, "shapes_two", "--id=photo", "--id=both", "--shapes=detail", f"--detail_weight={weight}"
+    )
+    assert request["settings"]["detail_weight"] == float(weight)
