@@ -98,6 +98,10 @@ def record(tiny_env: dict[str, str], tiny_folder: Path) -> dict[str, list[Messag
         bad_image = rec(env, dict(sketch, image=str(IMAGE.parent / "gone.png")))
         bad_settings = rec(env, dict(sketch, settings=dict(SETTINGS, strokes=0)))
         bad_request = rec(env, "{not json")
+        # Shapes (issue 13): path data the engine cannot parse, and a shape that lies outside the image.
+        bad_paths = rec(env, dict(sketch, mask_paths=[{"d": "M 10,10 L 20,zz Z", "fill_rule": "nonzero"}]))
+        outside = [{"d": "M 500,500 L 600,500 L 600,600 Z", "fill_rule": "nonzero"}]
+        bad_shapes = rec(env, dict(sketch, mask_paths=outside))
     started, result = run[0], run[-1]
     assert started["type"] == "started" and result["type"] == "result", run
     progress = next(m for m in run if m["type"] == "progress")
@@ -122,6 +126,8 @@ def record(tiny_env: dict[str, str], tiny_folder: Path) -> dict[str, list[Messag
         "bad_image": bad_image,
         "bad_settings": bad_settings,
         "bad_request": bad_request,
+        "bad_paths": bad_paths,
+        "bad_shapes": bad_shapes,
         "crash": [started, {"fake": "stderr", "text": "Traceback: boom"}, {"fake": "exit", "status": 3}],
         "internal": [started, synthetic_error("internal", "An unexpected error; the details are in the log.")],
         "out_of_memory": [started, synthetic_error("out_of_memory", "The CPU ran out of memory; use fewer strokes.")],
