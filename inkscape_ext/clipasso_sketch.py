@@ -43,7 +43,7 @@ class Sketch(inkex.EffectExtension):
         pars.add_argument("--strokes", type=int, default=16, help="number of strokes")
         pars.add_argument("--ladder", default="", help="abstraction ladder: stroke counts such as 4,8,16")
         pars.add_argument("--add", type=int, default=0, help="refine: new strokes to add")
-        pars.add_argument("--preset", default="auto", choices=("auto", "fast", "paper"), help="engine preset")
+        pars.add_argument("--preset", default="auto", choices=("auto", "draft", "fast", "paper"), help="engine preset")
         pars.add_argument("--iterations", type=int, default=0, help="optimisation steps (0: the preset's)")
         pars.add_argument("--seeds", type=int, default=0, help="independent runs (0: the preset's)")
         pars.add_argument("--seed", type=int, default=0, help="base random seed")
