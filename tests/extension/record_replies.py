@@ -98,6 +98,11 @@ def record(tiny_env: dict[str, str], tiny_folder: Path) -> dict[str, list[Messag
         bad_image = rec(env, dict(sketch, image=str(IMAGE.parent / "gone.png")))
         bad_settings = rec(env, dict(sketch, settings=dict(SETTINGS, strokes=0)))
         bad_request = rec(env, "{not json")
+        # Abstraction ladder (issue 12): levels 2, 4 of 6 strokes; and levels out of order.
+        ladder = rec(env, dict(sketch, settings=dict(SETTINGS, strokes=6, ladder=[2, 4])))
+        bad_ladder = rec(env, dict(sketch, settings=dict(SETTINGS, strokes=6, ladder=[4, 2])))
+        # Refine (issue 14): the very request the extension sends for the edited ladder sketch (refine_request).
+        refine = rec(env, dict(sketch, **edited_refine_request()))
         # Shapes (issue 13): path data the engine cannot parse, and a shape that lies outside the image.
         bad_paths = rec(env, dict(sketch, mask_paths=[{"d": "M 10,10 L 20,zz Z", "fill_rule": "nonzero"}]))
         outside = [{"d": "M 500,500 L 600,500 L 600,600 Z", "fill_rule": "nonzero"}]
@@ -126,6 +131,10 @@ def record(tiny_env: dict[str, str], tiny_folder: Path) -> dict[str, list[Messag
         "bad_image": bad_image,
         "bad_settings": bad_settings,
         "bad_request": bad_request,
+        "ladder": ladder,
+        "ladder_hold": [ladder[0], first(ladder, "progress"), first(ladder, "preview"), {"fake": "hold"}, ladder[-1]],
+        "bad_ladder": bad_ladder,
+        "refine": refine,
         "bad_paths": bad_paths,
         "bad_shapes": bad_shapes,
         "crash": [started, {"fake": "stderr", "text": "Traceback: boom"}, {"fake": "exit", "status": 3}],
@@ -133,6 +142,23 @@ def record(tiny_env: dict[str, str], tiny_folder: Path) -> dict[str, list[Messag
         "out_of_memory": [started, synthetic_error("out_of_memory", "The CPU ran out of memory; use fewer strokes.")],
         "output_failed": [started, synthetic_error("output_failed", "Cannot write /x/out.svg: disk full; free space.")],
     }
+
+
+def first(lines: list[Message], kind: str) -> Message:
+    return next(m for m in lines if m.get("type") == kind)
+
+
+def edited_refine_request() -> Message:
+    """The refine fields the extension sends for ``data/svg/edited.svg`` (``make_edited.py``), add 1."""
+    sys.path.insert(0, str(ROOT / "inkscape_ext"))
+    import inkex
+    from clipasso_refine import read_sketch, refine_request
+
+    svg = inkex.load_svg(str(HERE / "data" / "svg" / "edited.svg")).getroot()
+    sketch = read_sketch(svg, [svg.getElementById("clipasso-photo")])
+    # Long enough, with evaluations often enough, for the best strokes to be moved ones rather than the start.
+    request = refine_request(sketch, {"settings": dict(SETTINGS, iterations=12, eval_every=3)}, 1)
+    return {k: request[k] for k in ("settings", "init_strokes", "locked", "add")}
 
 
 def write(scripts: dict[str, list[Message]], folder: Path) -> None:

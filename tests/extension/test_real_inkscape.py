@@ -223,3 +223,88 @@ def test_killing_inkscape_ends_the_extension_and_the_engine(
         for pid in marked_processes(marker):  # never leave a runaway behind, even when the test fails
             with contextlib.suppress(OSError):
                 os.kill(pid, signal.SIGKILL)
+
+
+def _install(tmp_path: Path, xserver: str) -> tuple[str, dict[str, str]]:
+    """Inkscape and an environment whose throwaway profile holds the extension install.py put there."""
+    inkscape = shutil.which("inkscape")
+    if inkscape is None or shutil.which("xdotool") is None:
+        pytest.fail("Inkscape or xdotool is missing: apt-get install inkscape xvfb xauth xdotool gir1.2-gtk-3.0")
+    env = dict(os.environ, INKSCAPE_PROFILE_DIR=str(tmp_path / "profile"), DISPLAY=xserver)
+    env["XDG_CACHE_HOME"] = str(tmp_path / "cache")
+    env.pop("CLIPASSO_NO_WINDOW", None)
+    installed = subprocess.run(
+        [sys.executable, str(ROOT / "install.py"), "--venv", str(tmp_path / "venv"), "--system-site-packages"],
+        env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert installed.returncode == 0, installed.stdout + installed.stderr
+    return inkscape, env
+
+
+def _run_extension(
+    inkscape: str, env: dict[str, str], document: Path, out: Path, select: str, prefs: str
+) -> inkex.SvgDocumentElement:
+    """One run of the extension in Inkscape on ``select`` with the preferences ``prefs``; the exported document."""
+    (Path(env["INKSCAPE_PROFILE_DIR"]) / "preferences.xml").write_text(PREFERENCES.replace("/>", f"{prefs} />"))
+    actions = f"select-by-id:{select};org.clipasso.sketch.noprefs;export-filename:{out};export-do"
+    run_watched([inkscape, "--batch-process", str(document), f"--actions={actions}"], env, env["DISPLAY"])
+    logs = [p.read_text()[-2000:] for p in Path(env["XDG_CACHE_HOME"]).rglob("*.log")]
+    assert out.exists(), logs
+    return inkex.load_svg(str(out)).getroot()
+
+
+def test_ladder_in_real_inkscape(tmp_path: Path, xserver: str, tiny_env: object) -> None:
+    """Issue 12 item 4 in Inkscape 1.2 with the real engine: levels 2 and 4 as two groups of two strokes."""
+    inkscape, env = _install(tmp_path, xserver)
+    document = tmp_path / "photo.svg"
+    shutil.copy(DATA / "svg" / "plain.svg", document)
+    svg = _run_extension(inkscape, env, document, tmp_path / "out.svg", "photo", 'org.clipasso.sketch.ladder="2,4"')
+    group = svg.getElementById("clipasso-photo")
+    assert group is not None and '"ladder": [2, 4]' in group.get("data-clipasso-settings")
+    levels = list(group)
+    assert [(g.get("inkscape:label"), len(g)) for g in levels] == [("2 strokes", 2), ("4 strokes (+2)", 2)]
+    assert [p.get("id") for g in levels for p in g] == [f"clipasso-photo-stroke-{k}" for k in range(4)]
+    assert all(p.TAG == "path" and p.style.get("stroke") == "#ff0000" for g in levels for p in g)
+
+
+def test_sketch_lock_move_refine_in_real_inkscape(tmp_path: Path, xserver: str, tiny_env: object) -> None:
+    """Issue 14 in Inkscape 1.2 with the real engine: sketch, then in the saved document lock stroke 0 and move
+    stroke 1, then refine with one stroke added: the locked stroke is untouched, the moved one refined from where
+    it now is, one stroke more, the group the same."""
+    import json
+
+    from clipasso_refine import read_sketch  # conftest puts inkscape_ext on the path
+    from lxml import etree
+
+    inkscape, env = _install(tmp_path, xserver)
+    document = tmp_path / "photo.svg"
+    shutil.copy(DATA / "svg" / "plain.svg", document)
+    sketched = _run_extension(inkscape, env, document, tmp_path / "sketched.svg", "photo", "")
+    sketched.getElementById("clipasso-photo-stroke-0").set("sodipodi:insensitive", "true")
+    sketched.getElementById("clipasso-photo-stroke-1").set("transform", "translate(40,0)")
+    edited = tmp_path / "edited.svg"
+    edited.write_bytes(sketched.tostring())
+    before = inkex.load_svg(str(edited)).getroot()
+    start = read_sketch(before, [before.getElementById("clipasso-photo")])
+
+    prefs = 'org.clipasso.sketch.mode="refine" org.clipasso.sketch.add="1" org.clipasso.sketch.iterations="30"'
+    svg = _run_extension(inkscape, env, edited, tmp_path / "refined.svg", "clipasso-photo", prefs)
+    group, old_group = svg.getElementById("clipasso-photo"), before.getElementById("clipasso-photo")
+    assert {k: v for k, v in group.attrib.items() if k != "data-clipasso-refined"} == dict(old_group.attrib)
+    facts = json.loads(group.get("data-clipasso-refined"))
+    assert (facts["given"], facts["locked"], facts["added"]) == (4, 1, 1) and facts["loss"] <= facts["start_loss"]
+    locked = "clipasso-photo-stroke-0"
+    assert etree.tostring(svg.getElementById(locked)) == etree.tostring(before.getElementById(locked))
+    moved = svg.getElementById("clipasso-photo-stroke-1")
+    assert moved.get("transform") == before.getElementById("clipasso-photo-stroke-1").get("transform")
+    assert moved.get("d") != before.getElementById("clipasso-photo-stroke-1").get("d")
+    after = read_sketch(svg, [group])
+    assert len(after.strokes) == 5 and after.locked == [0]
+    flat_before = [v for p in start.strokes[0].points for v in p]
+    assert [v for p in after.strokes[0].points for v in p] == pytest.approx(flat_before, abs=2e-3)
+    # The moved stroke started where the user left it (20 px to the right): refined from there, not from the old spot.
+    was = [v for p in start.strokes[1].points for v in p]
+    now = [v for p in after.strokes[1].points for v in p]
+    old = [v - 20 * (i % 2 == 0) for i, v in enumerate(was)]
+    distance = lambda a, b: sum((u - v) ** 2 for u, v in zip(a, b, strict=True))  # noqa: E731
+    assert distance(was, now) < distance(old, now)
