@@ -20,13 +20,13 @@ INKSCAPE_PYTHON = "/usr/bin/python3"
 INKEX_12 = "/usr/share/inkscape/extensions"
 
 
-def start(display: str, engine: FakeEngine, reply: str) -> subprocess.Popen[bytes]:
+def start(display: str, engine: FakeEngine, reply: str, *args: str) -> subprocess.Popen[bytes]:
     if shutil.which("xdotool") is None or not Path(INKEX_12).is_dir():
         pytest.fail("xdotool or Inkscape's inkex is missing: apt-get install inkscape xdotool gir1.2-gtk-3.0")
     env = {k: v for k, v in os.environ.items() if k != "CLIPASSO_NO_WINDOW"}
     env.update(engine.env(reply), DISPLAY=display, PYTHONPATH=INKEX_12)  # as Inkscape runs it
     return subprocess.Popen(
-        [INKSCAPE_PYTHON, str(EXT / "clipasso_sketch.py"), "--id=photo", str(DATA / "svg" / "plain.svg")],
+        [INKSCAPE_PYTHON, str(EXT / "clipasso_sketch.py"), "--id=photo", *args, str(DATA / "svg" / "plain.svg")],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         env=env,
@@ -79,6 +79,22 @@ def test_stop_inserts_the_current_best(xserver: str, fake_engine: FakeEngine) ->
     (request,) = fake_engine.request_log()
     assert request["preview_interval_s"] > 0  # the window asks for previews
     # GTK's and the draw callback's errors go to the log: the live preview must have drawn without any.
+    log = fake_engine.log.read_text(errors="replace")
+    assert "Error" not in log and "No live preview" not in log, log
+
+
+def test_stop_keeps_the_ladder_so_far(xserver: str, fake_engine: FakeEngine) -> None:
+    """Issue 12: "Stop and use current" during a ladder run inserts the current best strokes as the ladder's levels;
+    the live preview drew them level by level (no error in the log)."""
+    proc = start(xserver, fake_engine, "ladder_hold", "--strokes=6", "--ladder=2,4")
+    press(xserver, "alt+s")
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0 and err == b""
+    assert b'data-clipasso-stopped-early="true"' in out
+    for label in ("2 strokes", "4 strokes (+2)", "6 strokes (+2)"):
+        assert f'inkscape:label="{label}"'.encode() in out
+    (request,) = fake_engine.request_log()
+    assert request["settings"]["ladder"] == [2, 4]
     log = fake_engine.log.read_text(errors="replace")
     assert "Error" not in log and "No live preview" not in log, log
 
