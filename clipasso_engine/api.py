@@ -24,7 +24,7 @@ from .environment import resolve_device, settings_from_env
 from .errors import Cancelled, ClipassoError, is_out_of_memory, out_of_memory
 from .image_io import PreparedImage, prepare_image
 from .importance import rank_strokes
-from .model_cache import loss_network
+from .model_cache import loss_network, release_saliency_model
 from .optimize import OptimisationResult, Progress, RunControl, optimise_strokes
 from .precision import autocast_context
 from .refine import plan_refine, result_strokes, start_points
@@ -158,6 +158,7 @@ def sketch(
     control: RunControl | None = None,
     progress_interval_s: float = 0.25,
     use_env: bool = True,
+    keep_models: bool = True,
     init_strokes: Sequence[Sequence[Sequence[float]]] | None = None,
     locked: Sequence[int] | None = None,
     add: int = 0,
@@ -173,7 +174,9 @@ def sketch(
     each stage; ``on_setup(done, total)`` counts the set-up passes before the first iteration.
     ``control.cancel()`` stops within one iteration and raises :class:`Cancelled`; ``control.stop()`` ends early
     and returns the best strokes so far, or raises :class:`Cancelled` when it comes before the optimisation has
-    started. Raises a :class:`clipasso_engine.errors.ClipassoError` for every expected problem.
+    started. Raises a :class:`clipasso_engine.errors.ClipassoError` for every expected problem. The models stay
+    loaded for the next sketch in this process unless ``keep_models`` is false (one-shot callers: the CLI, serve),
+    which frees the saliency model as soon as the strokes are placed.
 
     A refine (``refine.py``): ``init_strokes`` N × 4 × [x, y] in image px start ONE run (the settings' stroke and
     seed counts become N + ``add`` and 1); the strokes at the indices ``locked`` come back exactly as given; ``add``
@@ -247,6 +250,8 @@ def sketch(
                     for run in range(settings.seeds)
                 ]
             )
+    if not keep_models:
+        release_saliency_model()
     mark = checkpoint("saliency_s", mark)
 
     status("optimising", f"Optimising {settings.strokes} strokes, {settings.seeds} seed(s) at once on {device}…")

@@ -103,6 +103,7 @@ def cmd_sketch(args: argparse.Namespace) -> int:
             on_status=bar.status if bar else None,
             on_setup=bar.setup if bar else None,
             use_env=False,  # settings_from_args already put explicit options over the environment
+            keep_models=False,  # one sketch per process: free the saliency model once the strokes are placed
             init_strokes=refine.strokes if refine else None,
             locked=refine.locked if refine else None,
             add=refine.add if refine else 0,

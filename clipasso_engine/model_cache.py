@@ -60,6 +60,13 @@ def saliency_tower(settings: SketchSettings, device: torch.device) -> nn.Module:
         return _saliency_towers[key]
 
 
+def release_saliency_model() -> None:
+    """Forget the kept saliency model: a process that sketches once needs it only until the strokes are placed, and
+    the loss network's optimisation then has its memory (a ViT-B/32 is about 350 MB in fp32)."""
+    with _lock:
+        _saliency_towers.clear()
+
+
 def release_models() -> None:
     """Forget the kept models, and return cached GPU memory to the driver once nothing else holds them."""
     with _lock:

@@ -307,6 +307,7 @@ def _serve_request(line: str, stdin: IO[str], writer: _Writer) -> int:
         on_setup=on_setup,
         control=control,
         use_env=False,  # resolved above, for the "started" message
+        keep_models=False,  # one sketch per process: free the saliency model once the strokes are placed
         init_strokes=refine.strokes if refine else None,
         locked=refine.locked if refine else None,
         add=refine.add if refine else 0,

@@ -95,3 +95,24 @@ def test_two_threads_sketch_at_once_and_each_gets_its_own_result(
     assert not errors, errors
     for index in (0, 1):
         assert results[index] == [expected[index]] * 3
+
+
+def test_a_one_shot_sketch_frees_the_saliency_model_once_the_strokes_are_placed(tiny_models: TinyModels) -> None:
+    """Issue 11 item 5: the saliency ViT stayed loaded through the whole optimisation of a one-sketch process."""
+
+    model_cache.release_models()
+    settings = _settings(tiny_models)
+    seen: list[weakref.ref[torch.nn.Module]] = []
+    alive_during_optimisation: list[bool] = []
+
+    def watch(stage: str, _message: str) -> None:
+        if stage == "saliency":
+            seen.append(weakref.ref(model_cache.saliency_tower(settings, torch.device("cpu"))))
+        if stage == "optimising":
+            gc.collect()
+            alive_during_optimisation.append(seen[-1]() is not None)
+
+    sketch(_photo(1), settings, use_env=False, keep_models=False, on_status=watch)
+    assert alive_during_optimisation == [False]
+    sketch(_photo(1), settings, use_env=False, on_status=watch)  # library default: kept for the next sketch
+    assert alive_during_optimisation == [False, True]
