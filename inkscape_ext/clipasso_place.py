@@ -164,9 +164,7 @@ def ladder_levels(result: dict[str, Any]) -> list[int]:
 def level_groups(group: inkex.Group, levels: list[int], result: dict[str, Any]) -> list[inkex.Group]:
     """One sub-group per ladder level in ``group``, lowest first, each to hold only the strokes it adds: hiding
     the upper ones in Inkscape's Layers and Objects dialog shows a lower level."""
-    losses = {
-        level.get("strokes"): level.get("loss") for level in result.get("ladder", []) if isinstance(level, dict)
-    }
+    losses = {level.get("strokes"): level.get("loss") for level in result.get("ladder", []) if isinstance(level, dict)}
     holders = []
     for j, k in enumerate(levels):
         sub = inkex.Group()

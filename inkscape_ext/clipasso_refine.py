@@ -322,7 +322,8 @@ def _relabel_levels(sketch: EditedSketch, result: dict[str, Any]) -> None:
         {v.get("strokes"): v.get("loss") for v in ladder if isinstance(v, dict)} if isinstance(ladder, list) else {}
     )
     # A level reaches up to the next level group: strokes drawn straight into the sketch group join the one before.
-    ends, total = {}, 0
+    ends: dict[int, int] = {}
+    total = 0
     for child, count in sketch.blocks:
         total += count
         if child.get("data-clipasso-strokes") is not None or not ends:
