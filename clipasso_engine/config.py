@@ -60,7 +60,7 @@ class SketchSettings:
     # --- execution -----------------------------------------------------------------------------------------
     device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
     precision: str = (
-        "auto"  # auto (bf16/fp16 autocast on GPU, bf16 on CPUs with native bf16, else fp32) | fp32 | bf16 | fp16
+        "auto"  # auto (bf16/fp16 autocast on GPU, fp32 on the CPU) | fp32 | bf16 | fp16
     )
     # Name of the preset these settings started from (provenance). Not a constructor argument: a preset is applied
     # only by name, through preset_settings(), so the recorded name cannot disagree with the values it stands for.

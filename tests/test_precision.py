@@ -80,14 +80,31 @@ def test_rocm_gpus_count_as_native_bf16(monkeypatch: pytest.MonkeyPatch) -> None
 
 
 @pytest.mark.parametrize("native", [True, False])
-def test_auto_on_the_cpu_is_bf16_only_with_native_bf16(monkeypatch: pytest.MonkeyPatch, native: bool) -> None:
+def test_auto_on_the_cpu_is_fp32_even_with_native_bf16(monkeypatch: pytest.MonkeyPatch, native: bool) -> None:
+    """Measured (precision.py's docstring): bf16's full-size loss error is too close to the issue's 1 % bar."""
     monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: native)
-    assert resolve_precision(CPU, "auto") == ("bf16" if native else "fp32")
-    context = autocast_context(CPU, "auto")
-    if native:
-        assert isinstance(context, torch.autocast) and context.fast_dtype == torch.bfloat16
-    else:
-        assert isinstance(context, contextlib.nullcontext)
+    assert resolve_precision(CPU, "auto") == "fp32"
+    assert isinstance(autocast_context(CPU, "auto"), contextlib.nullcontext)
+    assert resolve_precision(CPU, "bf16") == "bf16"  # still there when asked for
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_explicit_bf16_on_a_cpu_without_it_warns_once(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, native: bool
+) -> None:
+    monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: native)
+    precision._warn_emulated_bf16.cache_clear()
+    try:
+        with caplog.at_level("WARNING", logger="clipasso_engine"):
+            for _ in range(3):
+                assert resolve_precision(CPU, "bf16") == "bf16"
+            assert resolve_precision(CPU, "fp32") == "fp32"
+    finally:
+        precision._warn_emulated_bf16.cache_clear()
+    warnings = [r.getMessage() for r in caplog.records if "emulated" in r.getMessage()]
+    assert warnings == (
+        [] if native else ["This CPU has no bf16 arithmetic: --precision bf16 is emulated here and slower than fp32."]
+    )
 
 
 X86_FLAGS = "fpu vme de pse tsc msr pae mce cx8 apic sse sse2 avx avx2 avx512f avx512bw"
@@ -114,7 +131,7 @@ def test_cpu_bf16_detection_from_linux_cpuinfo(monkeypatch: pytest.MonkeyPatch, 
     precision.cpu_has_native_bf16.cache_clear()
     try:
         assert precision.cpu_has_native_bf16() is native
-        assert resolve_precision(CPU, "auto") == ("bf16" if native else "fp32")
+        assert resolve_precision(CPU, "auto") == "fp32"
     finally:
         precision.cpu_has_native_bf16.cache_clear()
 
@@ -134,11 +151,9 @@ def test_cpu_bf16_detection_on_macos(monkeypatch: pytest.MonkeyPatch, sysctl: st
         precision.cpu_has_native_bf16.cache_clear()
 
 
-def test_auto_on_this_cpu_follows_its_flags() -> None:
-    """Unmocked: on this machine's CPU, "auto" is bf16 exactly when /proc/cpuinfo (or torch) says bf16 is native."""
-    flags = precision._linux_cpu_flags()
-    native = bool(flags & precision._NATIVE_BF16_FLAGS) or precision._torch_reports_native_bf16()
-    assert resolve_precision(CPU, "auto") == ("bf16" if native else "fp32")
+def test_auto_on_this_cpu_is_fp32() -> None:
+    """Unmocked, on this machine's CPU (AVX512-BF16 on the project's machine): "auto" does not pick bf16."""
+    assert resolve_precision(CPU, "auto") == "fp32"
 
 
 def test_loss_scale_only_under_fp16() -> None:
@@ -230,8 +245,9 @@ def full_size_network() -> LossNetwork:
 
 @pytest.mark.slow
 def test_bf16_matches_fp32_on_real_photos_with_the_full_size_network(full_size_network: LossNetwork) -> None:
-    """The issue's bar on RN101. Measured here (AVX512-BF16, 2 threads): pair losses within 0.58-0.97 %, gradient
-    cosine 0.9997-0.9998."""
+    """The issue's bar on RN101, for ``--precision bf16`` (no longer "auto"'s choice on the CPU: its loss error is
+    too close to this bar). Measured here (AVX512-BF16, 2 threads; strokes 3 and 4): pair losses within 0.51-0.80 %
+    (0.58-0.97 % in an earlier measurement), gradient cosine 0.9997-0.9998."""
     for name, seed, relative, cosine in compare_on_photos(full_size_network, (3,)):
         assert relative <= 0.01, (name, seed, relative)
         assert cosine >= 0.99, (name, seed, cosine)
