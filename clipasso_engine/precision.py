@@ -5,10 +5,11 @@ float) and Adam's state stay fp32. ``precision="auto"`` resolves to one concrete
 - CUDA: bf16 where the selected GPU runs it natively (compute capability ≥ 8.0), else fp16 (emulated bf16 is slower);
 - MPS: fp16;
 - CPU: fp32, even where the CPU runs bf16 natively; ``precision="bf16"`` asks for it (a warning where it would be
-  emulated, i.e. slower than fp32). Measured on a 2-core AVX512-BF16 CPU (issue 11): bf16 is 1.3-1.8× faster and
+  emulated, i.e. slower than fp32). Measured on a 2-core AVX512-BF16 CPU (issue 11): bf16 is 1.35-1.9× faster and
   converges like fp32 (fast preset, 24 seeds, error ratio 0.251 vs 0.262, paired difference within noise), but on
-  full-size RN101 its pair losses are 0.5-0.97 % from fp32's, too close to the 1 % bar; keeping the stem in fp32
-  brings that to 0.2-0.45 % but converged worse on 17 of 24 seeds (0.289), above the fast preset's 0.25 bar.
+  full-size RN101 its pair losses are 0.5-0.97 % from fp32's, too close to the 1 % bar. Keeping the stem in fp32
+  brings that to 0.2-0.45 %, but its fast-preset mean (0.289) misses the preset's 0.25 bar, as does fp32 itself once
+  its start is moved by 1e-3 px (0.292, 12 seeds): these runs are chaotic, and fp32 is the reference.
 """
 
 from __future__ import annotations

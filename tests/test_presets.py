@@ -78,7 +78,8 @@ def test_fast_preset_converges_under_the_precision_auto_picks(tiny_models: TinyM
     """The default path: the fast preset as shipped, precision "auto" (fp32 on the CPU), averaged over 4 plan/noise
     seeds because one run is chaotic (seed 0 of the test above: 0.196; the same with the initial points moved by
     1e-3 px: 0.372; 24 seeds: 0.13-0.46, mean 0.262 in fp32, 0.251 in bf16, 0.289 in bf16 with an fp32 stem).
-    Measured on these seeds: mean error ratio 0.236 (fp32), 0.214 (bf16), 0.301 (bf16, fp32 stem).
+    Measured on these seeds: mean error ratio 0.236 (fp32), 0.214 (bf16), 0.301 (bf16, fp32 stem), 0.322 (fp32 with
+    the start moved by 1e-3 px): the bar is near the preset's typical ratio, so any numerical change may cross it.
     """
     cpu = torch.device("cpu")
     network = load_loss_network(tiny_models.settings(), cpu)
