@@ -27,18 +27,18 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
-from test_optimize import scene, target_image  # noqa: E402
-from tiny_models import build_tiny_models  # noqa: E402
+from test_optimize import scene, target_image
+from tiny_models import build_tiny_models
 
-from clipasso_engine import ladder as ladder_module  # noqa: E402
-from clipasso_engine import optimize  # noqa: E402
-from clipasso_engine.augment import draw_augmentations  # noqa: E402
-from clipasso_engine.config import SketchSettings  # noqa: E402
-from clipasso_engine.importance import rank_strokes  # noqa: E402
-from clipasso_engine.loss_network import load_loss_network  # noqa: E402
-from clipasso_engine.normalize import clip_normalize  # noqa: E402
-from clipasso_engine.objective import batch_losses, iteration_losses  # noqa: E402
-from clipasso_engine.strokes import initial_strokes  # noqa: E402
+from clipasso_engine import ladder as ladder_module
+from clipasso_engine import optimize
+from clipasso_engine.augment import draw_augmentations
+from clipasso_engine.config import SketchSettings
+from clipasso_engine.importance import rank_strokes
+from clipasso_engine.loss_network import load_loss_network
+from clipasso_engine.normalize import clip_normalize
+from clipasso_engine.objective import batch_losses, iteration_losses
+from clipasso_engine.strokes import initial_strokes
 
 LEVELS = (4, 8, 16, 32)
 CPU = torch.device("cpu")
@@ -96,7 +96,7 @@ def _run(variant: str, initial: Any, target: Any, network: Any, settings: Sketch
     original_objective, original_losses = optimize.LadderObjective, optimize.iteration_losses
     optimize.LadderObjective = objectives.get(variant, ladder_module.LadderObjective)  # type: ignore[misc]
     if variant == "dropout":
-        optimize.iteration_losses = _dropout_losses(settings.ladder, seed)  # type: ignore[assignment]
+        optimize.iteration_losses = _dropout_losses(settings.ladder, seed)
     try:
         return optimize.optimise_strokes(initial[None], target, network, settings, plan, width=3.0)
     finally:
@@ -124,9 +124,7 @@ def _setup(target_seed: int) -> tuple[Any, Any]:
 def quality(args: argparse.Namespace) -> None:
     folder = Path(tempfile.mkdtemp())
     models = build_tiny_models(folder)
-    base = models.settings(
-        iterations=args.iterations, seeds=1, augmentations=4, early_stop_delta=0.0, precision="fp32"
-    )
+    base = models.settings(iterations=args.iterations, seeds=1, augmentations=4, early_stop_delta=0.0, precision="fp32")
     network = load_loss_network(base, CPU)
     variants = args.variants.split(",")
     ratios: dict[str, list[list[tuple[float, float]]]] = {v: [] for v in variants}

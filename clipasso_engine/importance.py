@@ -9,7 +9,12 @@ Leave-one-out (every stroke removed once from the full set, one batched pass) sc
 others, which hides strokes that only matter together or that duplicate each other; greedy costs n(n + 1)/2 clean
 passes for n strokes instead of n, so blocks above ``GREEDY_LIMIT`` strokes fall back to leave-one-out.
 
-MEASURED
+MEASURED (``python benchmarks/ladder_measure.py importance --strokes 16,32 --iterations 50``; test models, one
+seed, 4 augmentations, CPU): the mean clean loss after deleting the written order's last k strokes, over every k,
+is lower with greedy (16 strokes: 8.231 against leave-one-out's 8.247; 32: 6.837 against 6.977), and greedy costs
+1.2 s at 16 strokes (about 7 iterations of that run; leave-one-out 0.09 s, 1 iteration) and 4.0 s at 32 (43
+iterations; leave-one-out 0.15 s). We use greedy up to ``GREEDY_LIMIT`` = 32 strokes per block: at most about 2 % of
+a paper run and 15 % of a fast one; a ladder's blocks are smaller still (4/4/8/16: 192 passes, not 528).
 
 With a ladder each level's block (the strokes it adds) is ranked on its own, with the lower levels' strokes always
 present: level k's strokes stay the first k, and within each block the most important comes first.
@@ -33,8 +38,8 @@ from .objective import FeatureNetwork, pair_features
 from .optimize import RunControl
 from .render import render
 
-#: Largest block ranked greedily (2080 clean passes at 64); larger blocks are ranked leave-one-out.
-GREEDY_LIMIT = 64
+#: Largest block ranked greedily (528 clean passes at 32); larger blocks are ranked leave-one-out.
+GREEDY_LIMIT = 32
 #: Sketches per network pass (bounds the memory of a pass).
 CHUNK = 16
 

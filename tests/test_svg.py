@@ -178,3 +178,42 @@ def test_strokes_sit_on_the_object_they_depict() -> None:
     assert abs(xs.min() - box[0]) <= tolerance and abs(xs.max() + 1 - box[2]) <= tolerance
     assert abs(ys.min() - box[1]) <= tolerance and abs(ys.max() + 1 - box[3]) <= tolerance
     assert ink[box[1] + 20 : box[3] - 20, box[0] + 20 : box[2] - 20].sum() == 0  # outline only, interior clear
+
+
+LADDER = [{"strokes": 1, "loss": 2.5}, {"strokes": 3, "loss": 1.25}]
+
+
+def test_a_ladder_is_one_group_per_level_holding_the_strokes_it_adds(strokes: torch.Tensor) -> None:
+    text = strokes_to_svg(strokes, 3, (100, 100), importance=[0.5, 0.25, -1e-7], rank=[1, 2, 3], ladder=LADDER)
+    root = _parse(text)
+    (sketch,) = root.findall(f"{SVG_NS}g")
+    levels = sketch.findall(f"{SVG_NS}g")
+    label = "{http://www.inkscape.org/namespaces/inkscape}label"
+    assert [g.get(label) for g in levels] == ["1 strokes", "3 strokes (+2)"]
+    assert [g.get("data-clipasso-loss") for g in levels] == ["2.5", "1.25"]
+    assert [[p.get("id") for p in g.findall(f"{SVG_NS}path")] for g in levels] == [
+        ["clipasso-stroke-0"],
+        ["clipasso-stroke-1", "clipasso-stroke-2"],
+    ]
+    paths = root.findall(f".//{SVG_NS}path")
+    assert [p.get("data-clipasso-rank") for p in paths] == ["1", "2", "3"]
+    assert [p.get("data-clipasso-importance") for p in paths] == ["0.5", "0.25", "-1e-07"]
+    # Without a ladder: one group of paths and no Inkscape namespace, as before.
+    plain = strokes_to_svg(strokes, 3, (100, 100), importance=[0.5, 0.25, 0.0], rank=[1, 2, 3])
+    assert "inkscape" not in plain and len(_parse(plain).findall(f"{SVG_NS}g/{SVG_NS}path")) == 3
+
+
+@pytest.mark.parametrize(
+    ("changes", "error"),
+    [
+        ({"importance": [0.5, float("nan"), 0.1]}, OutputError),
+        ({"importance": [0.5]}, ValueError),
+        ({"rank": [1, 2]}, ValueError),
+        ({"ladder": [{"strokes": 2, "loss": 1.0}]}, ValueError),  # the top level must be every stroke
+        ({"ladder": [{"strokes": k, "loss": 1.0} for k in (2, 2, 3)]}, ValueError),
+        ({"ladder": [{"strokes": 1, "loss": float("inf")}, {"strokes": 3, "loss": 1.0}]}, OutputError),
+    ],
+)
+def test_bad_importance_or_ladder_is_refused(strokes: torch.Tensor, changes: dict[str, object], error: type) -> None:
+    with pytest.raises(error):
+        strokes_to_svg(strokes, 3, (100, 100), **changes)  # type: ignore[arg-type]
