@@ -27,6 +27,7 @@ if TYPE_CHECKING:
         SettingsError,
         WeightsMissingError,
     )
+    from .model_cache import release_models
     from .optimize import Progress, RunControl
     from .render import render
 
@@ -48,6 +49,7 @@ _EXPORTS = {
     "OutputError": "errors",
     "SettingsError": "errors",
     "WeightsMissingError": "errors",
+    "release_models": "model_cache",
     "Progress": "optimize",
     "RunControl": "optimize",
     "render": "render",
@@ -73,6 +75,7 @@ __all__ = [
     "WeightsMissingError",
     "__version__",
     "preset_settings",
+    "release_models",
     "render",
     "sketch",
 ]

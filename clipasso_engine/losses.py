@@ -1,7 +1,7 @@
 """The CLIP loss: geometric (intermediate ResNet activations) plus semantic (embedding cosine), spec §4.
 
 Each function is plain and works on feature dictionaries as returned by
-:class:`clipasso_engine.models.LossNetwork`: ``{"layer2": (B, C2, H2, W2), "layer3": ..., "embedding": (B, D)}``.
+:class:`clipasso_engine.loss_network.LossNetwork`: ``{"layer2": (B, C2, H2, W2), "layer3": ..., "embedding": (B, D)}``.
 """
 
 from __future__ import annotations

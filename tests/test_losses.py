@@ -6,8 +6,9 @@ import torch
 import torch.nn.functional as F
 from tiny_models import TinyModels
 
+from clipasso_engine.loss_network import LossNetwork, load_loss_network
 from clipasso_engine.losses import ClipLoss, clip_pair_losses, geometric_loss, semantic_loss
-from clipasso_engine.models import LossNetwork, clip_normalize, load_loss_network
+from clipasso_engine.normalize import clip_normalize
 
 
 def direct_loss(visual: torch.nn.Module, sketch: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
