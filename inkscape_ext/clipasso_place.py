@@ -201,9 +201,13 @@ def stroke_style(color: inkex.Color, place: Placement, width_px: float) -> str:
 
 
 def stamp(group: inkex.Group, result: dict[str, Any]) -> None:
-    """Provenance on the group: engine version, seed and the complete settings."""
+    """Provenance on the group: engine version, what reproduces the strokes (base seed, seed count, winning run),
+    precision and the complete settings."""
     group.set("data-clipasso-version", str(result.get("engine_version", "")))
     group.set("data-clipasso-seed", str(result.get("seed", "")))
+    for key in ("seeds", "winning_run", "precision"):
+        if key in result:
+            group.set("data-clipasso-" + key.replace("_", "-"), str(result[key]))
     group.set("data-clipasso-device", str(result.get("device", "")))
     group.set("data-clipasso-iterations", str(result.get("iterations_run", "")))
     if result.get("stopped_early"):
