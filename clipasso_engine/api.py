@@ -17,7 +17,7 @@ import PIL.Image
 import torch
 from torch import Tensor
 
-from .augment import draw_augmentations
+from .augment import run_augmentations
 from .config import CANVAS, SketchSettings
 from .environment import resolve_device, settings_from_env
 from .errors import Cancelled, ClipassoError, is_out_of_memory, out_of_memory
@@ -29,9 +29,8 @@ from .precision import autocast_context
 from .refine import plan_refine, result_strokes, start_points
 from .result import ProgressCallback, SetupCallback, SketchProgress, SketchResult, StatusCallback
 from .saliency import saliency_probabilities
-from .seeding import augmentation_seed, initialisation_seed
 from .shape_mask import Shape, as_shapes, combined_mask, to_canvas
-from .strokes import initial_strokes
+from .strokes import initial_strokes_per_run
 
 #: Reference stroke width: 3 px on the 224 canvas (spec §1).
 CANVAS_STROKE_WIDTH = 3.0
@@ -143,32 +142,13 @@ def sketch(
             )
         else:
             assert probabilities is not None  # computed above for every new sketch
-            initial = torch.stack(
-                [
-                    initial_strokes(
-                        probabilities,
-                        settings.strokes,
-                        initialisation_seed(settings.seed, run),
-                        step=settings.random_walk_step,
-                        canvas=CANVAS,
-                        device=device,
-                    )
-                    for run in range(settings.seeds)
-                ]
-            )
+            initial = initial_strokes_per_run(probabilities, settings, device)
     if not keep_models:
         release_saliency_model()
     mark = checkpoint("saliency_s", mark)
 
     status("optimising", f"Optimising {settings.strokes} strokes, {settings.seeds} seed(s) at once on {device}…")
-    plan = draw_augmentations(
-        augmentation_seed(settings.seed),
-        settings.iterations,
-        settings.augmentations,
-        size=CANVAS,
-        distortion=settings.perspective_distortion,
-        crop=settings.crop_size,
-    ).to(device)
+    plan = run_augmentations(settings).to(device)
     with _out_of_memory_as_error(device, "optimising the strokes"):
         outcome: OptimisationResult = optimise_strokes(
             initial,

@@ -29,6 +29,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from .config import CANVAS, SketchSettings
+from .seeding import augmentation_seed
+
 
 @dataclass(frozen=True)
 class AugmentationPlan:
@@ -138,6 +141,19 @@ def draw_augmentations(
         perspectives.to(torch.float32).reshape(steps, per_step, 3, 3),
         size,
         crop,
+    )
+
+
+def run_augmentations(settings: SketchSettings) -> AugmentationPlan:
+    """The augmentation plan of a whole run of ``settings``, from its own stream (``seeding.py``): the one place a
+    sketch (``api.py``) and the benchmark (``bench.py``) draw it."""
+    return draw_augmentations(
+        augmentation_seed(settings.seed),
+        settings.iterations,
+        settings.augmentations,
+        size=CANVAS,
+        distortion=settings.perspective_distortion,
+        crop=settings.crop_size,
     )
 
 

@@ -27,7 +27,7 @@ import PIL.Image
 import torch
 
 from .api import CANVAS_STROKE_WIDTH
-from .augment import apply_augmentations, draw_augmentations
+from .augment import apply_augmentations, draw_augmentations, run_augmentations
 from .config import CANVAS, SketchSettings
 from .loss_network import LossNetwork
 from .model_configs import register_model_configs
@@ -35,8 +35,7 @@ from .normalize import clip_normalize
 from .optimize import OptimisationResult, Progress, optimise_strokes, sketch_images
 from .precision import autocast_context
 from .render import render
-from .seeding import augmentation_seed, initialisation_seed
-from .strokes import initial_strokes
+from .strokes import initial_strokes_per_run
 
 
 def write_random_checkpoints(folder: Path, archs: list[str], model_config: str | None = None) -> dict[str, Path]:
@@ -168,14 +167,7 @@ def time_optimisation(
     warm-up, the later ones give the steady seconds per iteration.
     """
     device = initial.device
-    plan = draw_augmentations(
-        augmentation_seed(settings.seed),
-        settings.iterations,
-        settings.augmentations,
-        size=CANVAS,
-        distortion=settings.perspective_distortion,
-        crop=settings.crop_size,
-    ).to(device)
+    plan = run_augmentations(settings).to(device)
     marks: dict[str, float] = {}
     reports: list[tuple[int, float]] = []
 
@@ -230,19 +222,7 @@ def bench_preset(
     device = target.device
 
     def initialise() -> torch.Tensor:
-        return torch.stack(
-            [
-                initial_strokes(
-                    probabilities,
-                    settings.strokes,
-                    initialisation_seed(settings.seed, run),
-                    step=settings.random_walk_step,
-                    canvas=CANVAS,
-                    device=device,
-                )
-                for run in range(settings.seeds)
-            ]
-        )
+        return initial_strokes_per_run(probabilities, settings, device)
 
     rows: dict[str, dict[str, Any]] = {}
     for precision in precisions:

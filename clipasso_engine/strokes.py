@@ -18,8 +18,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .config import CANVAS
+from .config import CANVAS, SketchSettings
 from .render import render
+from .seeding import initialisation_seed
 
 #: Gaussian σ (canvas px) of the blur of the current sketch when placing added strokes (``uncovered_probabilities``):
 #: about one and a half random-walk steps (0.025 · 224 = 5.6 px), so the area a stroke already draws, and the
@@ -77,6 +78,24 @@ def initial_strokes(
         move = (torch.rand(count, 2, generator=generator) * 2 - 1) * (step * canvas)
         points.append(points[-1] + move)
     return torch.stack(points, dim=1).to(device or probabilities.device)
+
+
+def initial_strokes_per_run(probabilities: Tensor, settings: SketchSettings, device: torch.device) -> Tensor:
+    """Every run's initial strokes, (seeds, N, 4, 2) canvas px, each run from its own stream (``seeding.py``): the one
+    place a new sketch (``api.py``) and the benchmark (``bench.py``) draw them."""
+    return torch.stack(
+        [
+            initial_strokes(
+                probabilities,
+                settings.strokes,
+                initialisation_seed(settings.seed, run),
+                step=settings.random_walk_step,
+                canvas=CANVAS,
+                device=device,
+            )
+            for run in range(settings.seeds)
+        ]
+    )
 
 
 def uncovered_probabilities(
