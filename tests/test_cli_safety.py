@@ -47,6 +47,8 @@ def _one_sentence(err: str) -> str:
         "json_is_output",
         "output_is_mask",
         "json_is_input",
+        "output_is_mask_svg",
+        "json_is_detail_svg",
     ],
 )
 def test_an_output_that_is_an_input_or_the_other_output_is_refused(
@@ -61,6 +63,8 @@ def test_an_output_that_is_an_input_or_the_other_output_is_refused(
     Image.new("L", Image.open(photo).size, 255).save(mask)
     out = tmp_path / "out.svg"
     out.write_text("an SVG the user already has\n")
+    shapes = tmp_path / "shapes.svg"
+    shapes.write_text('<svg xmlns="http://www.w3.org/2000/svg"><circle cx="50" cy="40" r="20"/></svg>\n')
     monkeypatch.chdir(tmp_path)
     args = {
         "output_is_input": [str(photo), "-o", str(photo)],
@@ -70,6 +74,8 @@ def test_an_output_that_is_an_input_or_the_other_output_is_refused(
         "json_is_output": [str(photo), "-o", str(out), "--json", "out.svg"],
         "output_is_mask": [str(photo), "--mask", str(mask), "-o", str(mask)],
         "json_is_input": [str(photo), "-o", str(tmp_path / "new.svg"), "--json", str(photo)],
+        "output_is_mask_svg": [str(photo), "--mask-svg", str(shapes), "-o", str(shapes)],
+        "json_is_detail_svg": [str(photo), "--detail-svg", str(shapes), "-o", str(out), "--json", str(shapes)],
     }[case]
     (tmp_path / "sub").mkdir()
     os.symlink(photo, tmp_path / "link.png")
