@@ -309,15 +309,17 @@ def tiny(**changes: object) -> SketchSettings:
 
 def recorded_starts(monkeypatch: pytest.MonkeyPatch) -> list[torch.Tensor]:
     """The start points (canvas px) of every initialisation the API draws."""
+    from clipasso_engine import strokes as strokes_module
+
     starts: list[torch.Tensor] = []
-    original = api.initial_strokes
+    original = strokes_module.initial_strokes
 
     def spy(*args: object, **kwargs: object) -> torch.Tensor:
         strokes = original(*args, **kwargs)  # type: ignore[arg-type]
         starts.append(strokes[:, 0].detach().cpu())
         return strokes
 
-    monkeypatch.setattr(api, "initial_strokes", spy)
+    monkeypatch.setattr(strokes_module, "initial_strokes", spy)
     return starts
 
 
