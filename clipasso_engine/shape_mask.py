@@ -3,7 +3,9 @@
 Two uses (docs/protocol.md ``mask_paths`` / ``detail_paths``, CLI ``--mask-svg`` / ``--detail-svg``): the
 **object** mask (outside it the target is white and no stroke starts), and **detail** regions (saliency weighted up
 by ``SketchSettings.detail_weight``). Several shapes combine as a union (``1 − Π(1 − coverage)``, the way a
-renderer composites them); an open subpath is closed with a straight line, as SVG fills it, and the log says so.
+renderer composites them), within each ``region``; different regions intersect (the product of their coverages),
+which is how nested or stacked clip-paths are sent: any union and intersection of shapes is an intersection of
+unions. An open subpath is closed with a straight line, as SVG fills it, and the log says so.
 
 How a shape is rasterised. Curves are flattened to within 0.1 px (``path_data.flatten``), then Pillow fills the
 polylines at 4× supersampling, in tiles of 512 px so memory stays small for any image. Pillow's fill is even-odd
@@ -25,70 +27,35 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 from PIL import Image, ImageDraw
 
-from .errors import ShapeMaskError, shorten
+from .errors import ShapeMaskError
 from .path_data import PathDataError, flatten, parse_path_data
+from .shape_request import (
+    FILL_RULES,
+    MAX_PATH_CHARS,
+    MAX_SHAPES,
+    Shape,
+    as_shapes,
+    check_paths,
+    request_shapes,
+    shapes_from_json,
+)
 
 if TYPE_CHECKING:  # torch only for the detail map: the protocol checks shapes before the heavy imports
     import torch
 
 logger = logging.getLogger("clipasso_engine")
 
-FILL_RULES = ("nonzero", "evenodd")
-#: Most shapes in one field (mask or detail), and most characters of one shape's path data.
-MAX_SHAPES = 1000
-MAX_PATH_CHARS = 10_000_000
 #: Coordinates beyond this many pixels are refused: Pillow's fill silently fails near 1e15.
 MAX_COORDINATE = 1e7
 SUPERSAMPLE = 4
 TILE = 512
 FLATTEN_TOLERANCE = 0.02
-
-
-@dataclass(frozen=True)
-class Shape:
-    """One filled shape: SVG path data ``d`` in image pixels and its fill rule."""
-
-    d: str
-    fill_rule: str = "nonzero"
-
-
-def shapes_from_json(value: object, field: str) -> list[Shape]:
-    """A protocol field (``mask_paths``/``detail_paths``): a list of ``{"d": str, "fill_rule": rule}`` objects."""
-    if not isinstance(value, list):
-        raise ShapeMaskError(f'"{field}" must be a list of {{"d": ..., "fill_rule": ...}} objects, not {_kind(value)}.')
-    if len(value) > MAX_SHAPES:
-        raise ShapeMaskError(
-            f'"{field}" has {len(value):,} shapes, more than {MAX_SHAPES:,}; combine or simplify them.'
-        )
-    shapes = []
-    for number, item in enumerate(value, 1):
-        where = f'"{field}" item {number}'
-        if not isinstance(item, dict):
-            raise ShapeMaskError(f'{where} must be an object {{"d": ..., "fill_rule": ...}}, not {_kind(item)}.')
-        unknown = sorted(set(item) - {"d", "fill_rule"})
-        if unknown:
-            raise ShapeMaskError(f"{where} has unknown key(s) {shorten(', '.join(unknown), 80)}; use d and fill_rule.")
-        if not isinstance(item.get("d"), str):
-            raise ShapeMaskError(f'{where} needs "d", SVG path data as a string, not {_kind(item.get("d"))}.')
-        rule = item.get("fill_rule", "nonzero")
-        if rule not in FILL_RULES:
-            shown = shorten(repr(rule), 40)
-            raise ShapeMaskError(f'{where} has fill_rule {shown}; use "nonzero" or "evenodd".')
-        shapes.append(Shape(item["d"], rule))
-    return shapes
-
-
-def _kind(value: object) -> str:
-    return {type(None): "null", bool: "a boolean", str: "a string", list: "a list", dict: "an object"}.get(
-        type(value), "a number" if isinstance(value, (int, float)) else type(value).__name__
-    )
 
 
 def _rings(shape: Shape, label: str, note: Callable[[str], None] | None) -> list[np.ndarray]:
@@ -213,10 +180,12 @@ def rasterise(
 def combined_mask(
     shapes: Sequence[Shape], size: tuple[int, int], what: str, note: Callable[[str], None] | None = None
 ) -> np.ndarray | None:
-    """The union of ``shapes`` as an (H, W) uint8 mask (255 = inside), or None when it covers the whole image.
+    """The shapes as an (H, W) uint8 mask (255 = inside), or None when it covers the whole image: the union of
+    each region's shapes, intersected across regions.
 
     ``what`` names the shapes in messages ("mask", "detail"); ``note`` receives the covers-everything sentence
-    (also logged), and the note that an open subpath was closed. Each shape must cover some pixel of the image.
+    (also logged), and the note that an open subpath was closed. Each shape must cover some pixel of the image,
+    and the regions some pixel in common.
     """
     if not shapes:
         return None
@@ -224,11 +193,21 @@ def combined_mask(
         raise ShapeMaskError(f"There are {len(shapes):,} {what} shapes, more than {MAX_SHAPES:,}; combine them.")
     if sum(len(shape.d) for shape in shapes) > MAX_PATH_CHARS:
         raise ShapeMaskError(f"The {what} shapes' path data is longer than {MAX_PATH_CHARS:,} characters in all.")
-    outside = np.ones((size[1], size[0]), dtype=np.float32)
+    outside: dict[int, np.ndarray] = {}
     for number, shape in enumerate(shapes, 1):
         label = f"The {what} shape {number} of {len(shapes)}" if len(shapes) > 1 else f"The {what} shape"
-        outside *= 1.0 - rasterise(shape, size, label, note)
-    mask = np.rint((1.0 - outside) * 255.0).astype(np.uint8)
+        plane = outside.setdefault(shape.region, np.ones((size[1], size[0]), dtype=np.float32))
+        plane *= 1.0 - rasterise(shape, size, label, note)
+    inside = np.ones((size[1], size[0]), dtype=np.float32)
+    for plane in outside.values():
+        inside *= 1.0 - plane
+    mask = np.rint(inside * 255.0).astype(np.uint8)
+    if not mask.any():
+        regions = ", ".join(str(region) for region in sorted(outside))
+        raise ShapeMaskError(
+            f"The {what} shapes' regions {regions} have no pixel in common, so nothing of the image is left (with "
+            "clip-paths: the clips hide the whole image); make them overlap."
+        )
     # Vertices snap to the subpixel grid (Pillow's are whole numbers), so an edge on the image's border can leave
     # its pixels 7/8 covered, a corner (7/8)²: at least ¾ everywhere is the whole image.
     if mask.min() >= 0.75 * 255:
@@ -238,45 +217,6 @@ def combined_mask(
             note(sentence)
         return None
     return mask
-
-
-def check_paths(shapes: Sequence[Shape], what: str) -> None:
-    """Parse every shape's path data now, so that a bad one fails before anything heavy (``PathDataError``)."""
-    for number, shape in enumerate(shapes, 1):
-        if len(shape.d) > MAX_PATH_CHARS:
-            raise ShapeMaskError(f"The {what} shape {number}'s path data is longer than {MAX_PATH_CHARS:,} characters.")
-        try:
-            parse_path_data(shape.d)
-        except PathDataError as exc:
-            raise PathDataError(f"The {what} shape {number} of {len(shapes)}: {exc}") from exc
-
-
-def request_shapes(request: Mapping[str, Any]) -> tuple[list[Shape], list[Shape]]:
-    """A protocol request's ``mask_paths`` and ``detail_paths`` (absent or null: none), validated and parsed."""
-    found = []
-    for field, what in (("mask_paths", "mask"), ("detail_paths", "detail")):
-        value = request.get(field)
-        shapes = [] if value is None else shapes_from_json(value, field)
-        check_paths(shapes, what)
-        found.append(shapes)
-    return found[0], found[1]
-
-
-def as_shapes(value: Sequence[Shape | Mapping[str, Any]] | None, field: str) -> list[Shape]:
-    """Shapes given to the Python API: ``Shape`` objects or protocol-style dicts (validated), or None."""
-    if value is None:
-        return []
-    if not isinstance(value, (list, tuple)):
-        raise ShapeMaskError(f'"{field}" must be a list of {{"d": ..., "fill_rule": ...}} objects, not {_kind(value)}.')
-    items = [
-        {"d": item.d, "fill_rule": item.fill_rule}
-        if isinstance(item, Shape)
-        else dict(item)
-        if isinstance(item, Mapping)
-        else item
-        for item in value
-    ]
-    return shapes_from_json(items, field)
 
 
 def to_canvas(plane: np.ndarray, canvas: int) -> torch.Tensor:

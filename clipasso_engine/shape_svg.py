@@ -1,7 +1,7 @@
 """Mask and detail shapes read from an SVG file (``clipasso sketch --mask-svg / --detail-svg FILE.svg``).
 
 Every ``path``, ``rect``, ``circle``, ``ellipse``, ``polygon`` and ``polyline`` that would be drawn becomes one
-``shape_mask.Shape`` in the file's user units, which must be the image's pixels: the root ``viewBox`` absent or
+``shape_request.Shape`` in the file's user units, which must be the image's pixels: the root ``viewBox`` absent or
 ``0 0 w h``, with ``width``/``height`` (when given) equal to w and h in pixels, as ``clipasso sketch`` writes its
 SVG. ``transform`` attributes on the shapes and their groups are applied (affine maps take Béziers to Béziers
 exactly); ``fill-rule`` comes from the attribute or ``style``, inherited from the groups, nonzero by default.
@@ -25,7 +25,7 @@ import numpy as np
 
 from .errors import PathDataError, ShapeMaskError, shorten
 from .path_data import parse_path_data
-from .shape_mask import FILL_RULES, MAX_SHAPES, Shape
+from .shape_request import FILL_RULES, MAX_SHAPES, Shape
 
 MAX_FILE_BYTES = 20_000_000
 _SKIPPED = {"defs", "clipPath", "mask", "pattern", "marker", "symbol", "metadata", "title", "desc", "style"}

@@ -21,6 +21,7 @@ from clipasso_engine.saliency import sampling_probabilities
 from clipasso_engine.shape_mask import (
     MAX_SHAPES,
     Shape,
+    as_shapes,
     combined_mask,
     rasterise,
     request_shapes,
@@ -105,6 +106,44 @@ def test_shapes_combine_as_a_union_and_a_full_cover_is_no_mask() -> None:
     assert half is not None and half.dtype == np.uint8 and half[1:-1, 1:50].min() == 255 and half[:, 51:].max() == 0
 
 
+def lens_area(r: float, distance: float) -> float:
+    """The area two circles of radius r whose centres are ``distance`` apart have in common."""
+    return 2 * r**2 * math.acos(distance / (2 * r)) - distance / 2 * math.sqrt(4 * r**2 - distance**2)
+
+
+def test_regions_intersect_and_shapes_within_a_region_unite() -> None:
+    """Nested clips: shapes of one region make their union, different regions intersect (a lens of two discs)."""
+    a, b = Shape(circle(80, 100, 50)), Shape(circle(130, 100, 50), region=1)
+    lens = combined_mask([a, b], (220, 200), "mask")
+    assert lens is not None and lens[100, 105] == 255 and lens[100, 50] == 0 and lens[100, 160] == 0
+    assert lens.astype(float).sum() / 255 == pytest.approx(lens_area(50, 50), rel=0.005)
+    union = combined_mask([a, Shape(b.d)], (220, 200), "mask")
+    assert union is not None
+    assert union.astype(float).sum() / 255 == pytest.approx(2 * math.pi * 50**2 - lens_area(50, 50), rel=0.005)
+    # A region covering the whole image leaves the others as they are; regions are numbers, not positions.
+    whole = Shape("M -1 -1 H 221 V 201 H -1 Z", region=7)
+    assert np.array_equal(combined_mask([whole, a], (220, 200), "mask"), combined_mask([a], (220, 200), "mask"))
+    notes: list[str] = []
+    assert combined_mask([whole, Shape(whole.d, region=3)], (220, 200), "mask", notes.append) is None
+    assert notes == ["The mask shapes cover the whole image, so they change nothing (the same as no mask)."]
+
+
+def test_regions_with_nothing_in_common_are_one_sentence() -> None:
+    apart = [Shape(circle(40, 40, 20)), Shape(circle(150, 40, 20), region=2)]
+    with pytest.raises(ShapeMaskError) as caught:
+        combined_mask(apart, (200, 100), "mask")
+    assert str(caught.value) == (
+        "The mask shapes' regions 0, 2 have no pixel in common, so nothing of the image is left (with clip-paths: "
+        "the clips hide the whole image); make them overlap."
+    )
+
+
+def test_regions_through_json_and_the_api_helpers() -> None:
+    (shape,) = shapes_from_json([{"d": "M 0 0", "region": 3}], "mask_paths")
+    assert shape == Shape("M 0 0", "nonzero", 3)
+    assert as_shapes([shape, {"d": "M 1 1"}], "mask_paths") == [shape, Shape("M 1 1")]
+
+
 def test_an_open_path_is_closed_and_said_so() -> None:
     notes: list[str] = []
     mask = combined_mask([Shape("M 10 10 L 90 10 L 90 90")], (100, 100), "mask", notes.append)
@@ -166,7 +205,14 @@ def test_bad_shapes_are_one_sentence(shape: Shape, error: type[Exception], sente
             '"mask_paths" item 1 has fill_rule \'winding\'; use "nonzero" or "evenodd".',
         ),
         ([{"d": "M 0 0", "fill_rule": None}], '"mask_paths" item 1 has fill_rule None; use "nonzero" or "evenodd".'),
-        ([{"d": "M 0 0", "fill": "red"}], '"mask_paths" item 1 has unknown key(s) fill; use d and fill_rule.'),
+        ([{"d": "M 0 0", "fill": "red"}], '"mask_paths" item 1 has unknown key(s) fill; use d, fill_rule and region.'),
+        ([{"d": "M 0 0", "region": -1}], '"mask_paths" item 1 has region -1; use a whole number from 0 to 999.'),
+        ([{"d": "M 0 0", "region": 1000}], '"mask_paths" item 1 has region 1000; use a whole number from 0 to 999.'),
+        ([{"d": "M 0 0", "region": 1.5}], '"mask_paths" item 1 has region 1.5; use a whole number from 0 to 999.'),
+        ([{"d": "M 0 0", "region": 1e300}], '"mask_paths" item 1 has region 1e+300; use a whole number from 0 to 999.'),
+        ([{"d": "M 0 0", "region": True}], '"mask_paths" item 1 has region True; use a whole number from 0 to 999.'),
+        ([{"d": "M 0 0", "region": "1"}], "\"mask_paths\" item 1 has region '1'; use a whole number from 0 to 999."),
+        ([{"d": "M 0 0", "region": None}], '"mask_paths" item 1 has region None; use a whole number from 0 to 999.'),
         (
             [{"d": "M 0 0"}] * (MAX_SHAPES + 1),
             f'"mask_paths" has {MAX_SHAPES + 1:,} shapes, more than 1,000; combine or simplify them.',
@@ -345,6 +391,31 @@ def test_every_stroke_starts_inside_the_mask_shape(
     assert len(result.strokes) == 12 and not any(stage == "shapes" for stage, _ in statuses)
 
 
+def test_a_refine_with_shapes_adds_strokes_inside_the_mask_and_the_details(
+    tiny_env: TinyModels, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Refine mode with shapes (the extension sends init_strokes with mask_paths / detail_paths): the added strokes
+    start inside the object mask, and mostly inside a detail shape weighted up; the given strokes stay given."""
+    image = photo(tmp_path)
+    starts = recorded_starts(monkeypatch)
+    given = [[[x, 20.0], [x + 5, 30.0], [x + 10, 40.0], [x + 15, 50.0]] for x in (150.0, 200.0)]  # background
+    scale, offset_y = 240 / 224, (240 - 120) // 2
+
+    def added(settings: SketchSettings, **shapes: object) -> torch.Tensor:
+        result = sketch(image, settings, init_strokes=given, locked=[0, 1], add=24, **shapes)  # type: ignore[arg-type]
+        assert len(result.strokes) == 26 and result.strokes[:2] == given
+        return starts[-1] * scale - torch.tensor([0.0, offset_y])
+
+    free = added(tiny(iterations=1))
+    assert len(free) == 24 and (free[:, 0] > W // 2).sum() >= 6  # the background draws strokes: the test can fail
+    masked = added(tiny(iterations=1), mask_paths=[{"d": circle(60, 60, 45)}])
+    assert (torch.hypot(masked[:, 0] - 60, masked[:, 1] - 60) <= 45 + scale * math.sqrt(2)).all()
+    detail = added(tiny(iterations=1, detail_weight=1000), detail_paths=[{"d": circle(60, 60, 15)}])
+    reach = 15 + scale * math.sqrt(2)
+    inside, before = (torch.hypot(p[:, 0] - 60, p[:, 1] - 60) <= reach for p in (detail, free))
+    assert inside.sum() >= 20 > before.sum()
+
+
 def test_mask_shapes_intersect_a_raster_mask(tiny_env: TinyModels, tmp_path: Path) -> None:
     image = photo(tmp_path)
     raster = tmp_path / "mask.png"
@@ -416,6 +487,27 @@ def test_shapes_through_clipasso_serve(tiny_env: TinyModels, tmp_path: Path) -> 
             bad.close()
     finally:
         engine.close()
+
+
+def test_a_refine_with_mask_shapes_through_clipasso_serve(tiny_env: TinyModels, tmp_path: Path) -> None:
+    """serve takes init_strokes, locked and add together with mask_paths in two regions (a nested clip): the
+    locked stroke comes back as sent, and the added strokes start inside the lens the two regions leave."""
+    from test_serve import Engine, _env, _request
+
+    given = [[[150.0, 20.0], [155.0, 30.0], [160.0, 40.0], [165.0, 50.0]]]
+    regions = [{"d": circle(60, 60, 45)}, {"d": circle(90, 60, 45), "region": 1}]
+    settings = {"iterations": 1, "augmentations": 1}
+    request = _request(photo(tmp_path), settings, init_strokes=given, locked=[0], add=6, mask_paths=regions)
+    engine = Engine(request, _env(), tmp_path / "engine.log")
+    try:
+        strokes = np.asarray(engine.until("result")[-1]["strokes"])
+    finally:
+        engine.close()
+    assert strokes.shape == (7, 4, 2) and strokes[0].tolist() == given[0]
+    # One step of the optimiser moves a point by about a canvas pixel (240/224 image px): a margin of 3 px.
+    first = strokes[1:, 0]
+    assert (np.hypot(first[:, 0] - 60, first[:, 1] - 60) <= 48).all()
+    assert (np.hypot(first[:, 0] - 90, first[:, 1] - 60) <= 48).all()
 
 
 @pytest.mark.parametrize(
