@@ -87,6 +87,8 @@ def cmd_sketch(args: argparse.Namespace) -> int:
     check_paths(mask_shapes, "mask")
     check_paths(detail_shapes, "detail")
     settings = resolved_settings(args)
+    if refine is not None:
+        settings = refine.settings(settings)  # the --init file's ladder reaches sketch() this way
     from .api import sketch
     from .files import json_text, write_atomic
 

@@ -1,13 +1,21 @@
 """Reading the strokes of an SVG file for a refine (``clipasso sketch --init previous.svg``).
 
-Every ``<path>`` that the SVG renders, in document order, inside the root and its ``<g>`` and ``<a>`` groups, gives
+Every ``<path>`` drawn where it stands, in document order, inside the root and its ``<g>`` and ``<a>`` groups, gives
 one stroke per cubic segment (``path_data.parse_path_data``: lines become straight cubics, quadratics and arcs
 cubics, a closing segment a straight cubic). Paths that are not drawn where they stand (inside ``defs``,
 ``clipPath``, ``mask``, ``marker``, ``symbol``, ``pattern`` and the like) are not strokes. Coordinates are taken in
 the root's user units, which for what ``clipasso sketch`` writes (``viewBox="0 0 W H"``) are the image's pixels;
 the root's own ``viewBox``, ``width`` and ``height`` are not applied. ``transform`` attributes on paths and groups
 are applied (every SVG 1.1 transform function), so a group moved in an editor moves its strokes; a stroke without
-a transform keeps its numbers exactly as written.
+a transform keeps its numbers exactly as written. A hidden path (``display:none``, ``visibility:hidden``) is a
+stroke too: hiding is how an editor shows a lower ladder level, and the extension reads hidden strokes the same way.
+
+Ladder levels (``read_init_file``): a ``<g>`` marked ``data-clipasso-strokes`` is a level group, as
+``clipasso sketch --ladder`` and the extension write them. The levels are counted from the strokes read now, not
+from the marks (the artist may have deleted or drawn strokes): each level group after the first starts where the
+level before it ends, so a path between two level groups joins the level before it (as the extension reads them),
+and the last level ends with the file's last stroke. A level left empty is no level; a file with one level group
+left is one level (no ladder), until strokes are added (``refine.RefinePlan.settings``).
 
 Read safely: standard-library ``xml.etree`` only, a size limit, and no entity declarations (which is how an XML
 "billion laughs" file grows); no external resource is ever fetched.
@@ -43,16 +51,26 @@ Strokes = list[list[list[float]]]
 
 def read_init_svg(path: str | os.PathLike[str]) -> Strokes:
     """The strokes of the SVG file ``path``, N × 4 × [x, y] in the root's user units; ``InitStrokesError`` else."""
+    return read_init_file(path)[0]
+
+
+def read_init_file(path: str | os.PathLike[str]) -> tuple[Strokes, tuple[int, ...]]:
+    """The strokes of ``path`` and the stroke counts at which its ladder levels end, the last at the last stroke
+    (() without level groups)."""
     name = os.fspath(path)
     root = _parse(name, _read(name))
     strokes: Strokes = []
-    _collect(root, np.eye(3), name, strokes)
+    starts: list[int] = []
+    _collect(root, np.eye(3), name, strokes, starts)
     if not strokes:
         raise InitStrokesError(
             f"{name} has no strokes (no <path> with a line or curve segment); give an SVG such as the one "
             "clipasso sketch writes."
         )
-    return strokes
+    if not starts:
+        return strokes, ()
+    # A level ends where the next level group starts (the first group's start ends none), the last at the end.
+    return strokes, tuple(sorted({start for start in starts[1:] if 0 < start < len(strokes)} | {len(strokes)}))
 
 
 def _read(name: str) -> bytes:
@@ -94,8 +112,9 @@ def _local(tag: object) -> str:
     return text[len(_SVG_NS) :] if text.startswith(_SVG_NS) else text
 
 
-def _collect(element: ET.Element, parent: np.ndarray, name: str, strokes: Strokes) -> None:
-    """Append the strokes of ``element``'s drawn paths, in document order, under the affine ``parent`` (3×3)."""
+def _collect(element: ET.Element, parent: np.ndarray, name: str, strokes: Strokes, starts: list[int]) -> None:
+    """Append the strokes of ``element``'s drawn paths, in document order, under the affine ``parent`` (3×3), and
+    the stroke count at the start of each level group to ``starts``."""
     for child in element:
         tag = _local(child.tag)
         if tag not in _CONTAINERS and tag != "path":
@@ -107,7 +126,9 @@ def _collect(element: ET.Element, parent: np.ndarray, name: str, strokes: Stroke
         if tag == "path":
             _add_path(child, matrix, name, f"{name}, path {ident}", strokes)
         elif tag != "svg":  # a nested <svg> is a new viewport whose frame we do not follow
-            _collect(child, matrix, name, strokes)
+            if tag == "g" and child.get("data-clipasso-strokes") is not None:
+                starts.append(len(strokes))
+            _collect(child, matrix, name, strokes, starts)
 
 
 def _add_path(path: ET.Element, matrix: np.ndarray, name: str, where: str, strokes: Strokes) -> None:
@@ -183,4 +204,4 @@ def _bad_transform(text: str, where: str, what: str) -> InitStrokesError:
     )
 
 
-__all__ = ["MAX_INIT_BYTES", "MAX_STROKES", "parse_transform", "read_init_svg"]
+__all__ = ["MAX_INIT_BYTES", "MAX_STROKES", "parse_transform", "read_init_file", "read_init_svg"]

@@ -8,6 +8,13 @@ start where the sketch leaves the saliency map least covered (``strokes.uncovere
 new sketch's strokes. The result lists the given strokes first, in their order (stroke i is the given stroke i,
 moved unless locked), then the added ones.
 
+A ladder (``RefinePlan.settings``) is a set of prefixes of that order. Asked for (``--ladder``, the settings'
+``ladder``), its levels below the refined count are kept and the refined count is the top level: ``--ladder 4,16``
+on a refine to 9 strokes gives the levels 4 and 9. Not asked for, the ``--init`` file's own level groups are the
+ladder, recounted as the artist left them (``init_svg.read_init_file``), and added strokes are one more level on
+top. Importance is ranked within each level's block as for a new sketch, but given as ``rank`` and ``importance``
+only: the strokes are not reordered, since the lock indices and the artist's per-stroke styles refer to the order.
+
 Validation is cheap and needs no torch, so the CLI and the protocol refuse bad input before any model loads;
 every problem is one ``InitStrokesError`` sentence (code ``bad_init``, exit status 2).
 """
@@ -15,11 +22,11 @@ every problem is one ``InitStrokesError`` sentence (code ``bad_init``, exit stat
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from .errors import InitStrokesError, shorten
-from .init_svg import MAX_STROKES, Strokes, read_init_svg
+from .init_svg import MAX_STROKES, Strokes, read_init_file
 
 if TYPE_CHECKING:
     import torch
@@ -34,11 +41,13 @@ MAX_COORDINATE = 1e7
 
 @dataclass(frozen=True)
 class RefinePlan:
-    """Validated refine input: ``strokes`` N × 4 × [x, y] floats (image px), ``locked`` sorted distinct indices."""
+    """Validated refine input: ``strokes`` N × 4 × [x, y] floats (image px), ``locked`` sorted distinct indices;
+    ``levels``: where the ``--init`` file's ladder levels end, the last at N (() without level groups)."""
 
     strokes: Strokes
     locked: tuple[int, ...]
     add: int
+    levels: tuple[int, ...] = ()
 
     @property
     def total(self) -> int:
@@ -47,13 +56,13 @@ class RefinePlan:
     def settings(self, settings: SketchSettings) -> SketchSettings:
         """The run's settings: one seed, and as many strokes as given plus added (what the provenance records).
 
-        A ladder keeps its levels below that count, and the refined set is its top level: the lower levels are the
-        first strokes, given ones first, in their order.
+        A ladder asked for keeps its levels below that count, else the file's levels (and the given count, when
+        strokes are added) are the ladder; the refined set is the top level. Applying it twice changes nothing.
         """
         changes: dict[str, Any] = {"strokes": self.total, "seeds": 1}
-        ladder = getattr(settings, "ladder", ())
+        ladder = settings.ladder or self.levels
         if ladder:
-            changes["ladder"] = tuple(level for level in ladder if level < self.total)
+            changes["ladder"] = tuple(level for level in ladder if level < self.total)  # the top is appended
         return settings.replace(**changes)
 
     def locked_mask(self, device: torch.device) -> torch.Tensor:
@@ -107,7 +116,8 @@ def plan_refine(init_strokes: object, locked: object = None, add: object = None)
 def plan_from_options(
     init: str | None, lock: str | None, add: int | None, strokes: int | None, seeds: int | None
 ) -> RefinePlan | None:
-    """The CLI's ``--init``, ``--lock`` and ``--add`` (with any explicit ``--strokes`` and ``--seeds``) as a plan."""
+    """The CLI's ``--init``, ``--lock`` and ``--add`` (with any explicit ``--strokes`` and ``--seeds``) as a plan,
+    with the ``--init`` file's ladder levels."""
     if init is not None and strokes is not None:
         raise InitStrokesError(
             "--strokes cannot be given with --init: a refine has the --init file's strokes; add more with --add."
@@ -115,7 +125,9 @@ def plan_from_options(
     if init is not None and seeds not in (None, 1):
         raise InitStrokesError("A refine is one run from the --init strokes; drop --seeds.")
     locked = None if lock is None else parse_lock_list(lock)
-    return plan_refine(None if init is None else read_init_svg(init), locked, add)
+    given, levels = read_init_file(init) if init is not None else (None, ())
+    plan = plan_refine(given, locked, add)
+    return None if plan is None else replace(plan, levels=levels)
 
 
 def parse_lock_list(text: str) -> list[int]:

@@ -9,7 +9,7 @@ orientation of 5 to 8 swaps width and height. Read here: PNG (``eXIf``), JPEG (`
 from __future__ import annotations
 
 import struct
-from typing import BinaryIO
+from typing import BinaryIO, Iterator
 
 #: JPEG start-of-frame markers (C4, C8 and CC are not frames).
 _SOF = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
@@ -50,25 +50,36 @@ def pixel_size(path: str) -> tuple[int, int]:
     return (height, width) if orientation in _SWAPPED else (width, height)
 
 
-def _png(f: BinaryIO) -> tuple[tuple[int, int], int]:
-    f.seek(8)
-    size = (0, 0)
-    orientation = 1
+def _chunks(f: BinaryIO, start: int, *, png: bool) -> Iterator[tuple[bytes, int]]:
+    """(kind, length) of each chunk of a PNG (length first, big-endian, then a 4-byte CRC after the body) or a RIFF
+    file (kind first, little-endian length, odd bodies padded to even) from ``start``. ``f`` is at the chunk's body,
+    which the caller may read; whatever it leaves is skipped."""
+    f.seek(start)
     while True:
         header = f.read(8)
         if len(header) < 8:
-            break
-        length, kind = struct.unpack(">I4s", header)
+            return
+        if png:
+            length, kind = struct.unpack(">I4s", header)
+            trailer = 4
+        else:
+            kind, length = struct.unpack("<4sI", header)
+            trailer = length & 1
+        body = f.tell()
+        yield kind, length
+        f.seek(body + length + trailer)
+
+
+def _png(f: BinaryIO) -> tuple[tuple[int, int], int]:
+    size = (0, 0)
+    orientation = 1
+    for kind, length in _chunks(f, 8, png=True):
         if kind == b"IHDR":
             size = struct.unpack(">II", f.read(8))
-            f.seek(length - 8 + 4, 1)
         elif kind == b"eXIf":  # Pillow reads it wherever it is, before or after the pixels
             orientation = _orientation(f.read(length))
-            f.seek(4, 1)
         elif kind == b"IEND":
             break
-        else:
-            f.seek(length + 4, 1)
     return size, orientation
 
 
@@ -105,15 +116,10 @@ def _bmp(f: BinaryIO) -> tuple[int, int]:
 
 
 def _webp(f: BinaryIO) -> tuple[tuple[int, int], int]:
-    f.seek(12)
     size = (0, 0)
     orientation = 1
-    while True:
-        header = f.read(8)
-        if len(header) < 8:
-            break
-        kind, length = struct.unpack("<4sI", header)
-        body = f.read(length + (length & 1))
+    for kind, length in _chunks(f, 12, png=False):
+        body = f.read(length)
         if kind == b"VP8X":
             size = (int.from_bytes(body[4:7], "little") + 1, int.from_bytes(body[7:10], "little") + 1)
         elif kind == b"VP8 " and size == (0, 0):

@@ -5,9 +5,23 @@ Reading: every path in the group (its level sub-groups and any group the user ma
 cubic segment (a drawn path's line segments become straight cubics; arcs and quadratics go through inkex's
 ``to_superpath``), mapped through every transform into the source image's pixel frame, which is where the engine
 works; a deleted stroke is simply not there. An element locked in Inkscape (``sodipodi:insensitive``), or inside a
-locked sub-group, is sent as ``locked``. Writing: each unlocked element gets its refined strokes in its own user
-space (its id, style and other attributes kept); locked elements are not touched; added strokes go last, in a
-new level group when the sketch is a ladder. Standard library and inkex only.
+locked sub-group, is sent as ``locked``. A hidden element (``display:none``, ``visibility:hidden``, itself or a
+sub-group) is a stroke like any other, refined and left hidden: hiding the upper level groups is how a ladder shows
+a lower level, so leaving hidden strokes out would refine one level and leave the levels above it stale; to take a
+stroke out of a refine, delete it or move it out of the group. Writing: each unlocked element gets its refined
+strokes in its own user space (its id, style and other attributes kept); locked elements are not touched; added
+strokes go last, in a new level group when the sketch is a ladder.
+
+Widths: the engine optimises every stroke at the sketch's one width (its provenance), so a stroke the user made
+thicker or thinner keeps its own width in the document but is seen by the optimisation at the sketch's width.
+
+A ladder sketch (level sub-groups marked ``data-clipasso-strokes``) keeps its structure: every stroke stays in the
+group it is in, and the levels are the strokes the level groups hold now, in document order (the engine's ladder
+is a set of prefixes of that order). A level reaches up to where the next level group starts: a stroke drawn
+straight into the sketch group joins the level before it, or the first level when it lies before every level
+group. After the refine each level group is relabelled with the count it reaches, unless the user renamed it; a
+level group left without strokes is no level: removed when it holds nothing, else kept without its level marks.
+Standard library and inkex only.
 """
 
 from __future__ import annotations
@@ -19,6 +33,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, List
 
 import inkex
+from clipasso_pixelsize import UnknownSize, pixel_size
 from clipasso_place import level_label, placement, stroke_d, stroke_style
 
 #: The engine's limit on the strokes of one sketch (given plus added).
@@ -123,26 +138,30 @@ def read_sketch(svg: inkex.SvgDocumentElement, selection: list[inkex.BaseElement
         )
     sketch = EditedSketch(group, image, image_size, pixels_to_doc)
     to_pixels = -pixels_to_doc
-    has_levels = False
-    levels: list[int] = []
     for child in group:
-        has_levels = has_levels or child.get("data-clipasso-strokes") is not None
         before = len(sketch.strokes)
         for element in _stroke_elements(child):
             sketch.strokes += _strokes_of(element, to_pixels, _locked(element, group))
         sketch.blocks.append((child, len(sketch.strokes) - before))
-        if child.get("data-clipasso-strokes") is not None or not levels:
-            levels.append(len(sketch.strokes))
-        else:
-            levels[-1] = len(sketch.strokes)  # a stroke drawn straight into the group joins the level before it
-    if has_levels:
-        sketch.levels = sorted(set(k for k in levels if k > 0))
+    sketch.levels = sorted(set(end for _, end in level_ends(sketch.blocks) if end > 0))
     if not sketch.strokes:
         raise inkex.AbortExtension(
             f"The sketch '{name}' has no strokes left to refine; draw some into the group with the Pen or Pencil "
             "tool, or sketch the image anew."
         )
     return sketch
+
+
+def level_ends(blocks: list[tuple[inkex.BaseElement, int]]) -> list[tuple[inkex.BaseElement, int]]:
+    """Each level group among the sketch group's children (with their stroke counts) and the count its level
+    reaches: up to where the next level group starts, the last one up to the last stroke."""
+    starts: list[tuple[inkex.BaseElement, int]] = []
+    total = 0
+    for child, count in blocks:
+        if child.get("data-clipasso-strokes") is not None:
+            starts.append((child, total))
+        total += count
+    return [(child, end) for (child, _), end in zip(starts, [start for _, start in starts[1:]] + [total])]
 
 
 def _stroke_elements(node: inkex.BaseElement) -> Any:
@@ -220,6 +239,7 @@ def refine_request(sketch: EditedSketch, request: dict[str, Any], add: int) -> d
             "Every stroke of the sketch is locked and none is added, so there is nothing to refine; unlock a stroke "
             "(Object ▸ Unlock All) or add new strokes."
         )
+    _check_same_picture(sketch, request.get("image"))
     settings = dict(request["settings"], strokes=given + add, seeds=1)
     settings.pop("ladder", None)
     settings.pop("width_fraction", None)
@@ -244,6 +264,24 @@ def refine_request(sketch: EditedSketch, request: dict[str, Any], add: int) -> d
         locked=sketch.locked,
         add=add,
     )
+
+
+def _check_same_picture(sketch: EditedSketch, file: object) -> None:
+    """The strokes are in the pixels of the picture the sketch was drawn on: a picture of another size (the image
+    relinked or replaced) would put them elsewhere on it. A header that cannot be read is left to the engine."""
+    if not isinstance(file, str):
+        return
+    try:
+        size = pixel_size(file)
+    except UnknownSize:
+        return
+    if size != sketch.image_size:
+        (w, h), (w0, h0) = size, sketch.image_size
+        raise inkex.AbortExtension(
+            f"The image '{sketch.image.get_id()}' is now {w}×{h} pixels, not the {w0}×{h0} the sketch "
+            f"'{sketch.group.get_id()}' was drawn on, so it was replaced; put the original back, or sketch the new "
+            "image anew."
+        )
 
 
 def write_back(svg: inkex.SvgDocumentElement, sketch: EditedSketch, result: dict[str, Any], color: inkex.Color) -> None:
@@ -316,34 +354,30 @@ def _rewrite(svg: inkex.SvgDocumentElement, element: inkex.ShapeElement, news: l
 
 
 def _relabel_levels(sketch: EditedSketch, result: dict[str, Any]) -> None:
-    """Level groups count the strokes they reach now; a name the user changed is kept."""
+    """Level groups count the strokes they reach now (a name the user changed is kept); an emptied one is no level."""
     ladder = result.get("ladder")
     losses = (
         {v.get("strokes"): v.get("loss") for v in ladder if isinstance(v, dict)} if isinstance(ladder, list) else {}
     )
-    # A level reaches up to the next level group: strokes drawn straight into the sketch group join the one before.
-    ends: dict[int, int] = {}
-    total = 0
-    for child, count in sketch.blocks:
-        total += count
-        if child.get("data-clipasso-strokes") is not None or not ends:
-            current = child
-        ends[id(current)] = total
-    previous, first = 0, True
-    for child, _ in sketch.blocks:
-        total = ends.get(id(child), previous)
-        if child.get("data-clipasso-strokes") is None or total == previous:
+    previous = 0
+    for child, total in level_ends(sketch.blocks):
+        ours = re.fullmatch(r"\d+ strokes( \(\+\d+\))?", child.get("inkscape:label") or "") is not None
+        if total == previous:  # every stroke of this level deleted
+            if len(child) == 0:
+                child.delete()
+            else:  # it holds something else (a note): an ordinary group now
+                for key in ("data-clipasso-strokes", "data-clipasso-loss", *(["inkscape:label"] if ours else [])):
+                    child.set(key, None)
             continue
-        label = child.get("inkscape:label") or ""
-        if re.fullmatch(r"\d+ strokes( \(\+\d+\))?", label):
-            child.set("inkscape:label", level_label(total, total - previous, first=first))
+        if ours:
+            child.set("inkscape:label", level_label(total, total - previous, first=previous == 0))
         child.set("data-clipasso-strokes", str(total))
         loss = losses.get(total)
         if isinstance(loss, (int, float)) and not isinstance(loss, bool):
             child.set("data-clipasso-loss", f"{float(loss):.6g}")
         else:
             child.attrib.pop("data-clipasso-loss", None)
-        previous, first = total, False
+        previous = total
 
 
 def _free_id(svg: inkex.SvgDocumentElement, base: str) -> str:

@@ -26,10 +26,10 @@ from clipasso_engine.augment import draw_augmentations
 from clipasso_engine.cli import main
 from clipasso_engine.config import SketchSettings
 from clipasso_engine.errors import InitStrokesError
-from clipasso_engine.init_svg import parse_transform, read_init_svg
+from clipasso_engine.init_svg import parse_transform, read_init_file, read_init_svg
 from clipasso_engine.loss_network import load_loss_network
 from clipasso_engine.optimize import optimise_strokes, sketch_images
-from clipasso_engine.refine import parse_lock_list, plan_refine
+from clipasso_engine.refine import RefinePlan, parse_lock_list, plan_refine
 from clipasso_engine.serve import parse_request
 from clipasso_engine.strokes import initial_strokes, uncovered_probabilities
 from clipasso_engine.svg import strokes_to_svg
@@ -183,6 +183,19 @@ def test_reading_applies_transforms_converts_segments_and_skips_what_is_not_draw
     assert np.allclose(strokes[1], [[100, 10], [110, 10], [120, 10], [130, 10]])  # a line at its thirds
     assert np.allclose(strokes[3, 3], [100, 10])  # the closing segment
     assert np.allclose(strokes[4, [0, 3]], [[10, 10], [10, 30]])  # rotated 90° about (10, 10)
+
+
+def test_hidden_paths_are_strokes(tmp_path: Path) -> None:
+    """Hiding is how an editor shows a lower ladder level: the hidden strokes are still the sketch's."""
+    path = tmp_path / "hidden.svg"
+    path.write_text(
+        _svg(
+            "<g style='display:none'><path d='M 0 0 L 3 3'/></g><path display='none' d='M 1 1 L 4 4'/>"
+            "<path style='visibility:hidden' d='M 2 2 L 5 5'/><path opacity='0' d='M 3 3 L 6 6'/>"
+        ),
+        encoding="utf-8",
+    )
+    assert [stroke[0] for stroke in read_init_svg(path)] == [[0, 0], [1, 1], [2, 2], [3, 3]]
 
 
 @pytest.mark.parametrize(
@@ -459,3 +472,111 @@ def test_a_ladder_applies_to_the_refined_set(tiny_env: TinyModels) -> None:
     result = sketch(_two_disks(), settings, init_strokes=given, locked=[0], add=2)
     assert result.settings.strokes == 5 and result.settings.ladder == (2, 4, 5)
     assert _bits(result.strokes[0]) == _bits(given[0])  # the given order is kept, so index 0 is still stroke 0
+
+
+# --- a refine of a ladder sketch (issue 14 item 2: the ladder applies to the refined set) ------------------------
+
+SVG_NS = "{http://www.w3.org/2000/svg}"
+
+
+def _level(count: int, body: str) -> str:
+    return f'<g data-clipasso-strokes="{count}" inkscape:label="{count} strokes">{body}</g>'
+
+
+def test_the_init_files_levels_are_counted_from_the_strokes_there_now(tmp_path: Path) -> None:
+    line = "<path d='M 0 0 L 9 9'/>"
+    body = (
+        line  # before the first level group: it joins the first level
+        + _level(2, line * 2)
+        + line  # between level groups: it joins the level before, as the extension reads it
+        + _level(4, line)  # was +2, one stroke deleted
+        + _level(6, "")  # emptied: no level
+        + _level(8, line * 3)
+    )
+    path = tmp_path / "ladder.svg"
+    path.write_text(
+        '<svg xmlns="http://www.w3.org/2000/svg" xmlns:inkscape="http://www.inkscape.org/namespaces/inkscape">'
+        f"<g>{body}</g></svg>",
+        encoding="utf-8",
+    )
+    strokes, levels = read_init_file(path)
+    assert len(strokes) == 8 and levels == (4, 5, 8)
+    # One level group is one level; no level group, no ladder.
+    path.write_text(_svg(line * 3 + _level(3, line)).replace("inkscape:label", "data-x"), encoding="utf-8")
+    assert read_init_file(path) == (read_init_svg(path), (4,))
+    path.write_text(_svg(line * 3), encoding="utf-8")
+    assert read_init_file(path) == (read_init_svg(path), ())
+
+
+@pytest.mark.parametrize(
+    ("file_levels", "add", "asked", "ladder"),
+    [
+        ((2, 4, 6), 0, (), (2, 4, 6)),  # the file's ladder, recounted
+        ((2, 4, 6), 3, (), (2, 4, 6, 9)),  # added strokes are one more level on top
+        ((6,), 0, (), ()),  # one level group left: one level
+        ((6,), 3, (), (6, 9)),  # ... and a second with added strokes, as the extension does
+        ((), 3, (), ()),  # a plain file stays plain
+        ((2, 4, 6), 3, (4, 16), (4, 9)),  # a ladder asked for wins, capped at the refined count
+        ((), 0, (2, 4, 6), (2, 4, 6)),
+        ((), 0, (8, 12), ()),  # every level at or above the count: one level, no ladder
+    ],
+)
+def test_the_refined_sets_ladder(
+    file_levels: tuple[int, ...], add: int, asked: tuple[int, ...], ladder: tuple[int, ...]
+) -> None:
+    plan = RefinePlan(strokes=ONE * 6, locked=(), add=add, levels=file_levels)
+    settings = plan.settings(_tiny(strokes=max(asked, default=6), ladder=asked))
+    assert settings.ladder == ladder and settings.strokes == 6 + add and settings.seeds == 1
+    assert plan.settings(settings) == settings  # the CLI applies it, then sketch() again
+
+
+def _groups(svg_text: str) -> list[tuple[str | None, str | None, list[str]]]:
+    """(label, data-clipasso-strokes, path d's) of each level group of an SVG the engine wrote."""
+    root = ET.fromstring(svg_text)
+    label = "{http://www.inkscape.org/namespaces/inkscape}label"
+    return [
+        (g.get(label), g.get("data-clipasso-strokes"), [p.get("d", "") for p in g.iter(SVG_NS + "path")])
+        for g in root.iter(SVG_NS + "g")
+        if g.get("data-clipasso-strokes") is not None
+    ]
+
+
+@pytest.mark.parametrize(
+    ("options", "levels"),
+    [
+        ([], [2, 3, 5, 7]),  # the file's ladder as edited, the added strokes one level more
+        (["--ladder", "1,3,16"], [1, 3, 7]),  # asked for: capped at the new count, which is the top
+        (["--ladder"], [4, 7]),  # the default 4, 8, 16, 32, capped the same way
+    ],
+)
+def test_refining_a_ladder_sketch_after_deleting_and_adding_strokes(
+    tiny_env: TinyModels, photo: Path, tmp_path: Path, options: list[str], levels: list[int]
+) -> None:
+    first = tmp_path / "first.svg"
+    assert main(["sketch", str(photo), "-o", str(first), *TINY, "--ladder", "2,4,6", "-q"]) == 0
+    ET.register_namespace("", "http://www.w3.org/2000/svg")
+    ET.register_namespace("inkscape", "http://www.inkscape.org/namespaces/inkscape")
+    tree = ET.parse(first)
+    level_4 = next(g for g in tree.getroot().iter(SVG_NS + "g") if g.get("data-clipasso-strokes") == "4")
+    level_4.remove(level_4[0])  # the artist deletes one of the strokes the 4-stroke level added
+    edited = tmp_path / "edited.svg"
+    tree.write(edited)
+    assert read_init_file(edited)[1] == (2, 3, 5)
+    second, facts = tmp_path / "second.svg", tmp_path / "second.json"
+    args = ["sketch", str(photo), "-o", str(second), "--json", str(facts), *TINY, "--init", str(edited)]
+    assert main([*args, "--lock", "0", "--add", "2", *options, "-q"]) == 0
+    groups = _groups(second.read_text(encoding="utf-8"))
+    assert [int(count or 0) for _, count, _ in groups] == levels
+    blocks = list(zip([0, *levels[:-1]], levels, strict=True))
+    assert [label for label, _, _ in groups] == [
+        f"{end} strokes" if j == 0 else f"{end} strokes (+{end - start})" for j, (start, end) in enumerate(blocks)
+    ]
+    result = json.loads(facts.read_text())
+    assert [level["strokes"] for level in result["ladder"]] == levels and len(result["strokes"]) == 7
+    assert result["settings"]["ladder"] == levels and result["refine"]["locked_strokes"] == [0]
+    # The strokes keep the given order: the locked stroke is still the first path, its data as written.
+    assert groups[0][2][0] == _groups(first.read_text(encoding="utf-8"))[0][2][0]
+    assert result["source_index"] == list(range(7))
+    # Importance is ranked within each level's block, as for a new sketch, and given as ranks.
+    for start, end in blocks:
+        assert sorted(result["rank"][start:end]) == list(range(start + 1, end + 1)), result["rank"]

@@ -7,6 +7,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -71,6 +72,33 @@ class FakeEngine:
         logs = sorted((self.cache / "clipasso").glob("inkscape-engine-*.log"))
         assert logs, "no engine log was written"
         return logs[-1]
+
+
+class FakeEngineCase:
+    """Set-up for inkex ``TestCase`` classes (golden comparisons) that run the extension against the fake engine.
+
+    Mix in before ``ComparisonMixin, TestCase``; ``reply`` names the recorded reply, or ``reply_file`` (a method)
+    writes one into the test's folder and returns its path.
+    """
+
+    reply = "basic"
+
+    def setUp(self) -> None:
+        super().setUp()  # type: ignore[misc]
+        self._folder = Path(tempfile.mkdtemp(prefix="clipasso-fake-"))
+        self.engine = FakeEngine(self._folder)
+        self._saved = dict(os.environ)
+        os.environ.update(self.engine.env(self.reply), CLIPASSO_NO_WINDOW="1")
+        reply_file = getattr(self, "reply_file", None)
+        if reply_file is not None:
+            os.environ["FAKE_ENGINE_REPLY"] = str(reply_file(self._folder))
+
+    def tearDown(self) -> None:
+        os.environ.clear()
+        os.environ.update(self._saved)
+        assert not [p for p in self.engine.started_pids() if alive(p)]
+        shutil.rmtree(self._folder)
+        super().tearDown()  # type: ignore[misc]
 
 
 @pytest.fixture

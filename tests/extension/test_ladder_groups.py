@@ -6,10 +6,6 @@ Against the fake engine replaying ``replies/ladder.jsonl``, recorded from the re
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import tempfile
-from pathlib import Path
 from typing import Any
 
 import inkex
@@ -18,7 +14,7 @@ from clipasso_place import ladder_levels, placement, stroke_d
 from clipasso_progress import ladder_of, level_color, level_text
 from clipasso_refine import parse_ladder
 from clipasso_sketch import Sketch
-from conftest import DATA, FakeEngine, alive
+from conftest import DATA, FakeEngine, FakeEngineCase
 from inkex.tester import ComparisonMixin, TestCase
 from test_sketch import run_sketch
 
@@ -27,26 +23,13 @@ def recorded(reply: str) -> list[dict[str, Any]]:
     return [json.loads(line) for line in (DATA / "replies" / f"{reply}.jsonl").read_text().splitlines()]
 
 
-class TestLadderGolden(ComparisonMixin, TestCase):
+class TestLadderGolden(FakeEngineCase, ComparisonMixin, TestCase):
     """The inserted ladder: one outer group with the provenance, one sub-group per level."""
 
     effect_class = Sketch
     compare_file = "svg/plain.svg"
     comparisons = (("--id=photo", "--strokes=6", "--ladder=2,4"),)
-
-    def setUp(self) -> None:
-        super().setUp()
-        self._folder = Path(tempfile.mkdtemp(prefix="clipasso-fake-"))
-        self.engine = FakeEngine(self._folder)
-        self._saved = dict(os.environ)
-        os.environ.update(self.engine.env("ladder"), CLIPASSO_NO_WINDOW="1")
-
-    def tearDown(self) -> None:
-        os.environ.clear()
-        os.environ.update(self._saved)
-        assert not [p for p in self.engine.started_pids() if alive(p)]
-        shutil.rmtree(self._folder)
-        super().tearDown()
+    reply = "ladder"
 
 
 def test_recording_is_a_real_ladder() -> None:

@@ -7,11 +7,10 @@ engine's reply (tiny models) to the very request the extension sends for it with
 
 from __future__ import annotations
 
+import base64
 import copy
+import io
 import json
-import os
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -19,9 +18,10 @@ import inkex
 import pytest
 from clipasso_refine import read_sketch, refine_request
 from clipasso_sketch import Sketch
-from conftest import DATA, FakeEngine, alive
+from conftest import DATA, FakeEngine, FakeEngineCase
 from inkex.tester import ComparisonMixin, TestCase
 from lxml import etree
+from PIL import Image
 from test_sketch import PLACEMENT_DOCS, recorded_strokes, run_sketch
 
 EDITED = DATA / "svg" / "edited.svg"
@@ -45,26 +45,140 @@ def ladder_strokes() -> list[Any]:
     return reply("ladder")[-1]["strokes"]
 
 
-class TestRefineGolden(ComparisonMixin, TestCase):
+class TestRefineGolden(FakeEngineCase, ComparisonMixin, TestCase):
     """The edited sketch refined with one added stroke: written back in place (golden file)."""
 
     effect_class = Sketch
     compare_file = "svg/edited.svg"
     comparisons = (REFINE,)
+    reply = "refine"
 
-    def setUp(self) -> None:
-        super().setUp()
-        self._folder = Path(tempfile.mkdtemp(prefix="clipasso-fake-"))
-        self.engine = FakeEngine(self._folder)
-        self._saved = dict(os.environ)
-        os.environ.update(self.engine.env("refine"), CLIPASSO_NO_WINDOW="1")
 
-    def tearDown(self) -> None:
-        os.environ.clear()
-        os.environ.update(self._saved)
-        assert not [p for p in self.engine.started_pids() if alive(p)]
-        shutil.rmtree(self._folder)
-        super().tearDown()
+# ---- a ladder sketch with edited levels, hidden strokes (data/svg/edited_levels.svg) -----------------------------
+
+LEVELS = DATA / "svg" / "edited_levels.svg"
+REFINE_LEVELS = ("--mode=refine", "--id=clipasso-photo", "--add=2")
+#: How the reply below moves every unlocked stroke (image px), and the two strokes it adds.
+SHIFT = (1.5, -0.75)
+ADDED = [[[5.0, 5.0], [10.0, 6.0], [15.0, 7.0], [20.0, 8.0]], [[40.0, 30.0], [42.0, 35.0], [44.0, 40.0], [46.0, 45.0]]]
+
+
+def levels_reply(folder: Path, doc: Path = LEVELS, add: int = 2) -> Path:
+    """A reply to the refine of ``doc`` in the real engine's form (replies/refine.jsonl's messages), with made-up
+    numbers: every unlocked stroke moved by SHIFT, the locked ones given back exactly, ADDED appended."""
+    svg = load(doc)
+    request = refine_request(read_sketch(svg, [svg.getElementById("clipasso-photo")]), {"settings": {}}, add)
+    strokes = [
+        stroke if i in request["locked"] else [[x + SHIFT[0], y + SHIFT[1]] for x, y in stroke]
+        for i, stroke in enumerate(request["init_strokes"])
+    ] + ADDED[:add]
+    started, *_, recorded = reply("refine")
+    levels = request["settings"].get("ladder", [])
+    result = dict(
+        recorded,
+        strokes=strokes,
+        ladder=[{"strokes": k, "loss": 8.0 + k / 100} for k in levels],
+        refine=dict(recorded["refine"], given=len(strokes) - add, locked=len(request["locked"]), added=add),
+        rank=list(range(1, len(strokes) + 1)),
+        importance=[0.1] * len(strokes),
+        source_index=list(range(len(strokes))),
+    )
+    path = folder / "levels.jsonl"
+    path.write_text(json.dumps(started) + "\n" + json.dumps(result) + "\n")
+    return path
+
+
+class TestRefineLevelsGolden(FakeEngineCase, ComparisonMixin, TestCase):
+    """A ladder sketch whose levels were edited, refined with two added strokes (golden file)."""
+
+    effect_class = Sketch
+    compare_file = "svg/edited_levels.svg"
+    comparisons = (REFINE_LEVELS,)
+
+    def reply_file(self, folder: Path) -> Path:
+        return levels_reply(folder)
+
+
+def level_groups(group: inkex.Group) -> list[tuple[str, str]]:
+    return [(g.get("inkscape:label"), g.get("data-clipasso-strokes")) for g in group if g.TAG == "g"]
+
+
+def test_refining_edited_levels(fake_engine: FakeEngine, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FAKE_ENGINE_REPLY", str(levels_reply(fake_engine.folder)))
+    before = load(LEVELS)
+    status, out = run_sketch(LEVELS, *REFINE_LEVELS)
+    assert status == 0 and out
+    (request,) = fake_engine.request_log()
+    # Sent: the drawn path (before every level group: it joins the first level), strokes 0 and 1 (hidden, sent
+    # all the same), the emptied level's nothing, the hidden level's stroke 4 (locked) and 5; the levels as now.
+    assert len(request["init_strokes"]) == 5 and request["locked"] == [3]
+    assert request["settings"]["ladder"] == [3, 5, 7] and request["settings"]["strokes"] == 7
+    after = load(out)
+    group = after.getElementById("clipasso-photo")
+    # Every stroke stays where it was in the structure; the levels are recounted, the emptied one is gone.
+    assert level_groups(group) == [("3 strokes", "3"), ("5 strokes (+2)", "5"), ("7 strokes (+2)", "7")]
+    assert after.getElementById("clipasso-photo-level-4") is None
+    assert [g.get("data-clipasso-loss") for g in group if g.TAG == "g"] == ["8.03", "8.05", "8.07"]
+    assert group[0].get("id") == "path2" and group[0].get("d") != before.getElementById("path2").get("d")
+    # Hidden strokes are refined and stay hidden; the locked one inside the hidden level is untouched.
+    hidden_level = after.getElementById("clipasso-photo-level-6")
+    assert hidden_level.style["display"] == "none" and hidden_level.get("data-clipasso-strokes") == "5"
+    hidden = after.getElementById("clipasso-photo-stroke-1")
+    assert hidden.style["visibility"] == "hidden" and hidden.get("d") != before.getElementById(hidden.get_id()).get("d")
+    locked = "clipasso-photo-stroke-4"
+    assert etree.tostring(after.getElementById(locked)) == etree.tostring(before.getElementById(locked))
+    # The added strokes: a new top level after the sketch's highest stroke id (5).
+    added = after.getElementById("clipasso-photo-level-7")
+    assert added.getparent() is group and [p.get("id") for p in added] == [
+        "clipasso-photo-stroke-6",
+        "clipasso-photo-stroke-7",
+    ]
+    # Read again, the result is the reply's strokes in the same order, with the same levels: the next refine
+    # starts where this one ended.
+    sketch = read_sketch(after, [group])
+    result = json.loads((fake_engine.folder / "levels.jsonl").read_text().splitlines()[-1])
+    assert flat([s.points for s in sketch.strokes]) == pytest.approx(flat(result["strokes"]), abs=2e-3)
+    assert sketch.levels == [3, 5, 7] and sketch.locked == [3]
+
+
+def test_an_emptied_level_with_other_content_and_a_renamed_level(
+    fake_engine: FakeEngine, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    svg = load(LEVELS)
+    note = inkex.TextElement()
+    note.set("id", "note")
+    svg.getElementById("clipasso-photo-level-4").append(note)
+    svg.getElementById("clipasso-photo-level-6").set("inkscape:label", "the details")
+    doc = tmp_path / "doc.svg"
+    doc.write_bytes(svg.tostring())
+    monkeypatch.setenv("FAKE_ENGINE_REPLY", str(levels_reply(tmp_path, doc, add=0)))
+    status, out = run_sketch(doc, "--mode=refine", "--id=clipasso-photo", "--add=0")
+    assert status == 0
+    after = load(out)
+    group = after.getElementById("clipasso-photo")
+    # The emptied level keeps the note as an ordinary group (no level marks, no count label); the renamed level
+    # keeps its name and counts its strokes; no level is added.
+    emptied = after.getElementById("clipasso-photo-level-4")
+    assert [c.get("id") for c in emptied] == ["note"] and emptied.get("inkscape:label") is None
+    assert emptied.get("data-clipasso-strokes") is None and emptied.get("data-clipasso-loss") is None
+    assert level_groups(group) == [("3 strokes", "3"), (None, None), ("the details", "5")]
+    assert fake_engine.request_log()[0]["settings"]["ladder"] == [3, 5]
+
+
+def test_a_sketch_left_with_one_level_is_no_ladder_unless_strokes_are_added(
+    fake_engine: FakeEngine, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """As the engine reads an --init file: one level group is one level; added strokes make a second."""
+    svg = load(LEVELS)
+    for k in (0, 1):
+        svg.getElementById(f"clipasso-photo-stroke-{k}").delete()
+    svg.getElementById("path2").delete()
+    doc = tmp_path / "doc.svg"
+    doc.write_bytes(svg.tostring())
+    for add, ladder in ((0, None), (1, [2, 3])):
+        monkeypatch.setenv("FAKE_ENGINE_REPLY", str(levels_reply(tmp_path, doc, add=add)))
+        assert run_sketch(doc, "--mode=refine", "--id=clipasso-photo", f"--add={add}")[0] == 0
+        assert fake_engine.request_log()[-1]["settings"].get("ladder") == ladder
 
 
 # ---- reading --------------------------------------------------------------------------------------------------
@@ -251,8 +365,18 @@ def _second_sketch(svg: inkex.SvgDocumentElement) -> None:
     svg.getElementById("layer1").append(second)
 
 
+def _replace_image(svg: inkex.SvgDocumentElement) -> None:
+    """The image element kept, its picture replaced by one of another size (128×96, not the sketch's 64×48)."""
+    picture = io.BytesIO()
+    Image.new("RGB", (128, 96)).save(picture, "PNG")
+    data = base64.b64encode(picture.getvalue()).decode()
+    svg.getElementById("photo").set("xlink:href", f"data:image/png;base64,{data}")
+
+
 CASES = {
     "nothing selected": (None, [], "No sketch is selected"),
+    "a plain group": (None, ["--id=layer1"], "'layer1' is not a sketch made by CLIPasso Sketch"),
+    "the picture replaced": (_replace_image, [], "'photo' is now 128×96 pixels, not the 64×48"),
     "an image": (None, ["--id=photo"], "'photo' is not a sketch made by CLIPasso Sketch"),
     "the image gone": (lambda svg: svg.getElementById("photo").delete(), [], "'photo' that the sketch"),
     "no provenance": (
@@ -294,7 +418,7 @@ def test_refusals(case: str, fake_engine: FakeEngine, tmp_path: Path, capsys: py
     doc = edited_with(tmp_path, change) if change else EDITED
     ids = [] if case == "nothing selected" else ["--id=clipasso-photo"]
     if args and args[0].startswith("--id"):
-        ids = args if case == "an image" else [*ids, *args]
+        ids = args if case in ("an image", "a plain group") else [*ids, *args]
         args = []
     status, out = run_sketch(doc, "--mode=refine", *ids, *args)
     err = capsys.readouterr().err

@@ -5,6 +5,11 @@ The sketch is what the extension inserts for the recorded ``replies/ladder.jsonl
 stroke 2 deleted, stroke 3 locked and recoloured, stroke 4 recoloured and thickened, a path drawn into the top level
 (a line then a cubic, with a path effect and node types as Inkscape's Pencil leaves them), a polyline drawn straight
 into the group, and a text note that is no stroke. ``python tests/extension/data/make_edited.py`` (needs inkex).
+
+``svg/edited_levels.svg``: the same ladder sketch with its levels edited: both strokes of the 4-stroke level deleted
+(its group left empty), a path drawn into the sketch group below every level group, the 6-stroke level's group
+hidden (as the Objects dialog hides a layer of the ladder) with its stroke 4 locked, and stroke 1 hidden by
+``visibility:hidden`` (``python tests/extension/data/make_edited.py levels`` writes this file alone).
 """
 
 from __future__ import annotations
@@ -53,5 +58,26 @@ def main() -> None:
     (HERE / "svg" / "edited.svg").write_bytes(svg.tostring())
 
 
+def levels() -> None:
+    svg = inkex.load_svg(str(HERE / "svg" / "plain.svg")).getroot()
+    result = json.loads((HERE / "replies" / "ladder.jsonl").read_text(encoding="utf-8").splitlines()[-1])
+    group = insert_sketch(svg, svg.getElementById("photo"), result, color=inkex.Color("black"))
+    stroke = [svg.getElementById(f"clipasso-photo-stroke-{k}") for k in range(6)]
+    stroke[2].delete()
+    stroke[3].delete()
+    drawn = inkex.PathElement()
+    drawn.set("id", "path2")
+    drawn.set("d", "M 30,40 C 40,30 50,30 60,40")
+    drawn.set("style", "fill:none;stroke:#008000;stroke-width:1.5")
+    group.insert(0, drawn)
+    svg.getElementById("clipasso-photo-level-6").style["display"] = "none"
+    stroke[4].set("sodipodi:insensitive", "true")
+    stroke[1].style["visibility"] = "hidden"
+    (HERE / "svg" / "edited_levels.svg").write_bytes(svg.tostring())
+
+
 if __name__ == "__main__":
-    main()
+    # ``make_edited.py levels`` writes only edited_levels.svg (edited.svg is what replies/refine.jsonl answers).
+    if sys.argv[1:] != ["levels"]:
+        main()
+    levels()
