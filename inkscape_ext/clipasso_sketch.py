@@ -25,7 +25,7 @@ from clipasso_image import image_file  # noqa: E402
 from clipasso_lifeline import remove_on_death, watch_parent  # noqa: E402
 from clipasso_place import insert_sketch  # noqa: E402
 from clipasso_refine import parse_ladder, read_sketch, refine_request, write_back  # noqa: E402
-from clipasso_shapes import MODES, leaves, shape_fields  # noqa: E402
+from clipasso_shapes import MODES, leaves, outside_sketches, shape_fields  # noqa: E402
 
 #: Stroke width default: the engine's own default, 3/224 of the padded square's side, as a percentage.
 DEFAULT_WIDTH_PERCENT = 1.34
@@ -86,13 +86,19 @@ class Sketch(inkex.EffectExtension):
 
     def refine(self) -> Any:
         """Refine the selected sketch group in place: the strokes as the user left them, the locked ones kept."""
-        sketch = read_sketch(self.svg, list(self.svg.selection.values()))
+        selected = list(self.svg.selection.values())
+        shapes = outside_sketches(selected)  # shapes selected with the sketch act as in sketch mode
+        sketch = read_sketch(self.svg, [e for e in selected if all(e is not s for s in shapes)])
         python = engine_python()
         log = log_path()
         try:
             with tempfile.TemporaryDirectory(prefix="clipasso-") as workdir:
                 remove_on_death(workdir)
                 file = image_file(sketch.image, self.options.input_file, workdir)
+                opts = self.options
+                (fields,) = shape_fields(self.svg, [sketch.image], [file], shapes, mode=opts.shapes,
+                                         use_clip=opts.use_clip, detail_weight=opts.detail_weight)  # fmt: skip
+                self.shape_requests = {file: fields}
                 self.refining = refine_request(sketch, self.request(file), self.options.add)
                 results = self.sketch_all(python, [sketch.group.get_id()], [file], log)
             if not results:

@@ -134,19 +134,93 @@ def test_clip_path_is_the_object_mask(fake_engine: FakeEngine) -> None:
     assert_same_geometry(ellipse, golden("shapes_clip")["clipellipse"])
 
 
+def regions(request: dict[str, Any]) -> list[list[dict[str, Any]]]:
+    """The sent mask shapes by region number (a missing region is 0), in order."""
+    found: dict[int, list[dict[str, Any]]] = {}
+    for shape in request["mask_paths"]:
+        found.setdefault(shape.get("region", 0), []).append(shape)
+    assert sorted(found) == list(range(len(found)))  # numbered from 0 without gaps
+    return [found[k] for k in sorted(found)]
+
+
+def assert_regions(request: dict[str, Any], doc: str, names: list[list[str]]) -> None:
+    got = regions(request)
+    assert [len(region) for region in got] == [len(region) for region in names]
+    for region, want in zip(got, names, strict=True):
+        for shape, name in zip(region, want, strict=True):
+            assert_same_geometry(shape, golden(doc)[name])
+
+
 def test_clip_options(fake_engine: FakeEngine) -> None:
-    """Off: no mask. Selected shapes as the object win over the clip; as details, the clip stays the object."""
+    """Off: no mask. Selected object shapes narrow the clip (what is visible): both sent, as regions that
+    intersect; as details, the clip stays the object."""
     (off,) = sent(fake_engine, "shapes_clip", "--id=photo", "--use_clip=false")
     assert "mask_paths" not in off and "detail_paths" not in off
     fake_engine.requests.unlink()
     (shapes,) = sent(fake_engine, "shapes_clip", "--id=photo", "--id=inside")
-    (inside,) = shapes["mask_paths"]
-    assert_same_geometry(inside, golden("shapes_clip")["inside"])
+    assert_regions(shapes, "shapes_clip", [["inside"], ["clipcircle"]])
+    fake_engine.requests.unlink()
+    (alone,) = sent(fake_engine, "shapes_clip", "--id=photo", "--id=inside", "--use_clip=false")
+    assert_regions(alone, "shapes_clip", [["inside"]])
+    assert "region" not in alone["mask_paths"][0]  # one region: the request an engine without regions reads
     fake_engine.requests.unlink()
     (detail,) = sent(fake_engine, "shapes_clip", "--id=photo", "--id=inside", "--shapes=detail", "--detail_weight=7")
     assert_same_geometry(detail["detail_paths"][0], golden("shapes_clip")["inside"])
     assert_same_geometry(detail["mask_paths"][0], golden("shapes_clip")["clipcircle"])
     assert detail["settings"]["detail_weight"] == 7.0
+
+
+NESTED = [["ccircle", "brect"], ["crect", "brect"], ["jpoly"], ["gellipse"], ["ldiamond"]]
+
+
+def test_clips_of_the_image_its_group_and_layer_and_nested_clips(fake_engine: FakeEngine) -> None:
+    """shapes_clip_nested: the image's clip (a circle clipped by a rect, united with a rect B, the whole clipped
+    by a polygon), its rotated group's objectBoundingBox ellipse and its layer's polygon (in style): the visible
+    region ((circle ∩ C) ∪ B) ∩ J ∩ ellipse ∩ diamond is sent as (circle ∪ B) ∩ (C ∪ B) ∩ J ∩ ellipse ∩ diamond."""
+    (request,) = sent(fake_engine, "shapes_clip_nested", "--id=photo")
+    assert_regions(request, "shapes_clip_nested", NESTED)
+    fake_engine.requests.unlink()
+    (off,) = sent(fake_engine, "shapes_clip_nested", "--id=photo", "--use_clip=false")
+    assert "mask_paths" not in off
+
+
+def test_nested_clips_as_the_engine_fills_them(fake_engine: FakeEngine) -> None:
+    """The real rasteriser on what is sent, against the region computed point by point from the hand-derived
+    geometry (8×8 samples a pixel): a pixel wholly inside is at least half covered, one wholly outside less."""
+    from clipasso_engine import shape_mask
+
+    (request,) = sent(fake_engine, "shapes_clip_nested", "--id=photo")
+    mask, _ = shape_mask.request_shapes(request)
+    plane = shape_mask.combined_mask(mask, (64, 48), "mask")
+    assert plane is not None
+    k = (np.arange(8) + 0.5) / 8
+    yy, xx = np.mgrid[0:48, 0:64]
+    x = (xx[..., None, None] + k[None, None, None, :]).astype(float)
+    y = (yy[..., None, None] + k[None, None, :, None]).astype(float)
+    circle = (x - 30) ** 2 + (y - 24) ** 2 < 18**2
+    c_rect = (x > 20) & (x < 60) & (y > 10) & (y < 40)
+    b_rect = (x > 2) & (x < 14) & (y > 30) & (y < 46)
+    j_poly = (x > 1) & (x < 63) & (y > 1) & (y < 36 + (x - 63) * (47 - 36) / (1 - 63))
+    ellipse = ((x - 32) / 28.8) ** 2 + ((y - 24) / 19.2) ** 2 < 1
+    diamond = np.abs(x - 32) / 30 + np.abs(y - 24) / 24 < 1
+    exact = (((circle & c_rect) | b_rect) & j_poly & ellipse & diamond).mean(axis=(2, 3))
+    assert 300 < exact.sum() < 1500  # the region is neither empty nor the whole image
+    assert (plane[exact == 1] >= 128).all() and (plane[exact == 0] < 128).all()
+    assert plane.astype(float).sum() / 255 == pytest.approx(exact.sum(), rel=0.01)
+    # A union of every clip instead (one region) would cover much more: the comparison can fail.
+    union = shape_mask.combined_mask([shape_mask.Shape(m.d, m.fill_rule) for m in mask], (64, 48), "mask")
+    assert union is not None and union.astype(float).sum() / 255 > 1.5 * exact.sum()
+
+
+def test_a_clone_in_a_clip(fake_engine: FakeEngine) -> None:
+    (request,) = sent(fake_engine, "shapes_clip_more", "--id=photo-use")
+    assert_regions(request, "shapes_clip_more", [["usedisc"]])
+
+
+def test_a_broken_clip_reference_clips_nothing(fake_engine: FakeEngine) -> None:
+    """Renderers draw an element whose clip-path points at nothing unclipped: no mask."""
+    (request,) = sent(fake_engine, "shapes_clip_more", "--id=photo-broken")
+    assert "mask_paths" not in request
 
 
 def test_modes(fake_engine: FakeEngine) -> None:
@@ -225,6 +299,98 @@ def test_bad_selections_are_one_sentence_before_the_engine(
     assert status != 0 and out == b"" and expected in err
     assert err.strip().count("\n") == 0 and "Traceback" not in err
     assert not fake_engine.started_pids()  # found before the engine starts
+
+
+HIDDEN = "is visible inside its clip ('clip-{0}'); move the clip over the image, or turn off 'A clipped image's clip is"
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["--id=photo-far"], "Nothing of the image 'photo-far' " + HIDDEN.format("far")),
+        (["--id=photo-empty"], "Nothing of the image 'photo-empty' " + HIDDEN.format("empty")),
+        (["--id=photo-hidden"], "Nothing of the image 'photo-hidden' " + HIDDEN.format("hidden")),
+        (["--id=photo-loop"], "The clip 'clip-loop' refers back to itself through clip-path, so what it shows is "
+         "undefined; remove the loop in the XML Editor (Ctrl+Shift+X), then try again."),
+        (["--id=photo-text"], "The clip holds the text 'cliptext', whose letters cannot be read as a mask; convert "
+         "it (Path ▸ Object to Path) or turn off 'A clipped image's clip is the object', then try again."),
+        (["--id=photo-use", "--id=flat"], "The shape 'flat' is squashed flat by its transform or its layer's (a zero "
+         "scale), so it encloses nothing; reset the transform (Object ▸ Transform) or leave it out of the selection."),
+        (["--id=photo-use", "--id=badd"], "The shape 'badd' has path data that cannot be read ('M 20 30 L 60 30 L "
+         "oops Z'); redraw it, or correct its d in the XML Editor (Ctrl+Shift+X), then try again."),
+        (["--id=photo-use", "--id=short"], "The shape 'short' has path data that cannot be read ('M 20 30 L 60 30 L "
+         "40 Z');"),
+        (["--id=photo-use", "--id=arcflags"], "The shape 'arcflags' has path data that cannot be read"),
+        (["--id=photo-use", "--id=huge"], "The shape 'huge' reaches beyond 10,000,000 pixels from the image (or has "
+         "a coordinate that is not a number); redraw it over the image, then try again."),
+        (["--id=photo-use", "--id=far"], "The shape 'far' reaches beyond 10,000,000 pixels from the image"),
+    ],
+)  # fmt: skip
+def test_bad_clips_and_shapes_are_one_sentence_before_the_engine(
+    args: list[str], expected: str, fake_engine: FakeEngine, capsys: pytest.CaptureFixture[str]
+) -> None:
+    status, out = run_sketch("shapes_clip_more", *args)
+    err = capsys.readouterr().err
+    assert status != 0 and out == b"" and expected in err, err
+    assert err.strip().count("\n") == 0 and "Traceback" not in err
+    assert not fake_engine.started_pids()
+
+
+@pytest.mark.parametrize("name", ["far", "empty", "hidden", "loop", "text"])
+def test_turning_the_clip_off_is_the_way_out(name: str, fake_engine: FakeEngine) -> None:
+    """What the clip sentences advise works: with the option off the image is sketched without a mask."""
+    (request,) = sent(fake_engine, "shapes_clip_more", f"--id=photo-{name}", "--use_clip=false")
+    assert "mask_paths" not in request
+
+
+# ---- refine mode: shapes selected with the sketch group (data/svg/shapes_refine.svg, made from edited.svg) ---------
+
+REFINE = ("--mode=refine", "--add=1")
+
+
+def refined(fake_engine: FakeEngine, monkeypatch: pytest.MonkeyPatch, *args: str) -> dict[str, Any]:
+    """Refine shapes_refine with ``args`` (the selection and options); the one request the engine received."""
+    fake_engine.requests.unlink(missing_ok=True)
+    for key, value in fake_engine.env("refine").items():
+        monkeypatch.setenv(key, value)
+    status, out = run_sketch("shapes_refine", *REFINE, *args)
+    assert status == 0 and b"data-clipasso-refined" in out
+    (request,) = fake_engine.request_log()
+    assert len(request["init_strokes"]) == 8 and request["add"] == 1  # a refine, with the shapes added
+    return request
+
+
+def test_refine_with_an_object_shape_and_the_clip(fake_engine: FakeEngine, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The polygon in a rotated layer narrows the image's clip, as in sketch mode (so the target is masked and
+    added strokes start inside); a selected stroke of the sketch is still the sketch, not a shape."""
+    request = refined(fake_engine, monkeypatch, "--id=clipasso-photo", "--id=obj")
+    assert_regions(request, "shapes_refine", [["obj"], ["rcircle"]])
+    stroke = refined(fake_engine, monkeypatch, "--id=clipasso-photo-stroke-0", "--id=obj")
+    assert stroke["mask_paths"] == request["mask_paths"]
+    plain = refined(fake_engine, monkeypatch, "--id=clipasso-photo")  # no shape selected: the clip alone
+    assert_regions(plain, "shapes_refine", [["rcircle"]])
+    off = refined(fake_engine, monkeypatch, "--id=clipasso-photo", "--use_clip=false")
+    assert "mask_paths" not in off and "detail_paths" not in off
+
+
+def test_refine_with_a_detail_shape(fake_engine: FakeEngine, monkeypatch: pytest.MonkeyPatch) -> None:
+    selection = ("--id=clipasso-photo", "--id=obj")
+    request = refined(fake_engine, monkeypatch, *selection, "--shapes=detail", "--detail_weight=7")
+    assert_same_geometry(request["detail_paths"][0], golden("shapes_refine")["obj"])
+    assert request["settings"]["detail_weight"] == 7.0 and request["settings"]["seeds"] == 1
+    assert_regions(request, "shapes_refine", [["rcircle"]])
+    ignored = refined(fake_engine, monkeypatch, *selection, "--shapes=ignore", "--use_clip=false")
+    assert "mask_paths" not in ignored and "detail_paths" not in ignored
+
+
+def test_refine_with_a_shape_off_the_image_is_one_sentence(
+    fake_engine: FakeEngine, capsys: pytest.CaptureFixture[str]
+) -> None:
+    status, out = run_sketch("shapes_refine", *REFINE, "--id=clipasso-photo", "--id=away")
+    err = capsys.readouterr().err
+    assert status != 0 and out == b"" and "Traceback" not in err
+    assert "The shape 'away' does not overlap the image 'photo'; move it over the image or leave it out" in err
+    assert err.strip().count("\n") == 0 and not fake_engine.started_pids()
 
 
 def _doc_with_image(tmp_path: Path, image: str) -> Path:
