@@ -212,6 +212,60 @@ def test_nested_clips_as_the_engine_fills_them(fake_engine: FakeEngine) -> None:
     assert union is not None and union.astype(float).sum() / 255 > 1.5 * exact.sum()
 
 
+def test_clips_as_inkscape_draws_them(tmp_path: Path, fake_engine: FakeEngine) -> None:
+    """Independent of the derivation: Inkscape 1.2 renders shapes_clip_nested (a black image; without the three
+    constructs where it departs from the SVG specification, see README) and every rendered pixel, mapped into the
+    image's pixels by hand (the layer's translate(30,10), the group's rotate(20) scale(1.5), the image at (5, 5)),
+    is dark where the engine's mask of what the extension sends is set, and light where it is not."""
+    import base64
+    import io
+    import re
+    import shutil
+    import subprocess
+
+    from PIL import Image
+
+    from clipasso_engine import shape_mask
+
+    inkscape = shutil.which("inkscape")
+    if inkscape is None:
+        pytest.fail("Inkscape is missing: apt-get install inkscape")
+    text = (DATA / "svg" / "shapes_clip_nested.svg").read_text(encoding="utf-8")
+    text = text.replace(' transform="translate(2,3)" clip-path="url(#clipJ)"', "")
+    text = text.replace('clipPathUnits="objectBoundingBox"><ellipse id="gellipse" cx="0.5" cy="0.5" rx="0.45" '
+                        'ry="0.4"', '><ellipse id="gellipse" cx="37" cy="29" rx="28.8" ry="19.2"')  # fmt: skip
+    buffer = io.BytesIO()
+    Image.new("RGB", (64, 48)).save(buffer, "PNG")
+    black = "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
+    text = re.sub(r' href="data:[^"]*"', f' xlink:href="{black}"', text)
+    doc, png = tmp_path / "nested.svg", tmp_path / "nested.png"
+    doc.write_text(text, encoding="utf-8")
+    (request,) = sent(fake_engine, doc, "--id=photo")
+    assert len(regions(request)) == 4  # the clipped circle and B, C and B, the ellipse, the diamond
+    mask, _ = shape_mask.request_shapes(request)
+    plane = shape_mask.combined_mask(mask, (64, 48), "mask")
+    assert plane is not None
+    options = ["--export-area-page", "--export-dpi=384", "--export-background=white", "--export-background-opacity=1"]
+    subprocess.run([inkscape, str(doc), "--export-type=png", f"--export-filename={png}", *options],
+                   capture_output=True, timeout=120, check=True)  # fmt: skip
+    dark = np.asarray(Image.open(png).convert("L")) < 128  # 4 pixels a user unit
+    yy, xx = np.mgrid[0 : dark.shape[0], 0 : dark.shape[1]]
+    dx, dy = (xx + 0.5) / 4 - 30, (yy + 0.5) / 4 - 10
+    turn = math.radians(-20)
+    x = (math.cos(turn) * dx - math.sin(turn) * dy) / 1.5 - 5
+    y = (math.sin(turn) * dx + math.cos(turn) * dy) / 1.5 - 5
+    on = (x >= 0) & (x < 64) & (y >= 0) & (y < 48)
+    inside = np.zeros_like(dark)
+    inside[on] = plane[y[on].astype(int), x[on].astype(int)] >= 128
+    # Away from the mask's edges (1.5 image px, 9 rendered px) the two agree exactly.
+    from scipy import ndimage
+
+    sure_in = ndimage.binary_erosion(inside, iterations=9)
+    sure_out = ~ndimage.binary_dilation(inside, iterations=9)
+    assert sure_in.sum() > 5000 and dark[sure_in].all() and not dark[sure_out].any()
+    assert abs(int(dark.sum()) - int(inside.sum())) < 0.03 * inside.sum()
+
+
 def test_a_clone_in_a_clip(fake_engine: FakeEngine) -> None:
     (request,) = sent(fake_engine, "shapes_clip_more", "--id=photo-use")
     assert_regions(request, "shapes_clip_more", [["usedisc"]])
