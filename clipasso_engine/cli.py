@@ -25,6 +25,7 @@ from .errors import (
     MaskError,
     OutputConflictError,
     OutputError,
+    ShapeMaskError,
     format_unexpected,
 )
 from .progress_bar import ProgressBar
@@ -54,15 +55,22 @@ def _check_paths(args: argparse.Namespace) -> None:
         (init, "--init SVG", InitStrokesError),
     )
     for path, what, error in inputs:
+        if path == "":  # Path("") is the current folder
+            raise error(f"The {what} path is empty; give the file's path.")
         if path is not None and not Path(path).is_file():
             problem = "is a folder" if Path(path).is_dir() else "does not exist"
             raise error(f"The {what} {path} {problem}; check the path.")
     outputs = [("output", args.output), ("JSON output", args.json)]
     shape_files = [("--mask-svg", getattr(args, "mask_svg", None)), ("--detail-svg", getattr(args, "detail_svg", None))]
+    for what, path in shape_files:
+        if path == "":  # an empty value would otherwise read as "no shapes" and be ignored
+            raise ShapeMaskError(f"The {what} path is empty; give the SVG file's path.")
     protected = [("input image", args.input), ("mask", args.mask), ("--init SVG", init), *shape_files, *outputs]
     for name, path in outputs:
-        if not path:
+        if path is None:
             continue
+        if path == "":
+            raise OutputError(f"The {name} path is empty; give a file name.")
         _check_output_path(path)
         for other_name, other in protected:
             if other and other_name != name and same_file(path, other):

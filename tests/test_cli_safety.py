@@ -129,7 +129,16 @@ def _run_without_torch(tmp_path: Path, *args: str) -> subprocess.CompletedProces
 
 
 @pytest.mark.parametrize(
-    "case", ["missing_input", "input_is_folder", "missing_mask", "output_is_input", "bad_setting", "no_out_folder"]
+    "case",
+    [
+        "missing_input",
+        "input_is_folder",
+        "missing_mask",
+        "output_is_input",
+        "bad_setting",
+        "no_out_folder",
+        *(f"empty {flag}" for flag in ("input", "-o", "--json", "--mask", "--init", "--mask-svg", "--detail-svg")),
+    ],
 )
 def test_bad_paths_and_settings_are_found_before_torch_loads(photo: Path, tmp_path: Path, case: str) -> None:
     """Issue 8 item 22: a missing input used to be reported after the seconds torch takes to import."""
@@ -140,10 +149,20 @@ def test_bad_paths_and_settings_are_found_before_torch_loads(photo: Path, tmp_pa
         "output_is_input": [str(photo), "-o", str(photo)],
         "bad_setting": [str(photo), "-o", "o.svg", "--strokes", "0"],
         "no_out_folder": [str(photo), "-o", "nofolder/o.svg"],
+        # An empty path is the current folder to pathlib, and used to pass as "not given" or fail after the run.
+        "empty input": ["", "-o", "o.svg"],
+        "empty -o": [str(photo), "-o", ""],
+        **{
+            f"empty {flag}": [str(photo), "-o", "o.svg", flag, ""]
+            for flag in ("--json", "--mask", "--init", "--mask-svg", "--detail-svg")
+        },
     }[case]
     done = _run_without_torch(tmp_path, "sketch", *args)
     assert done.returncode != 0 and done.stdout.strip() == "no torch", (done.stdout, done.stderr)
-    _one_sentence(done.stderr)
+    sentence = _one_sentence(done.stderr)
+    if case.startswith("empty"):
+        assert "path is empty" in sentence, sentence
+        assert not (tmp_path / "o.svg").exists()
 
 
 def test_verbose_shows_the_details_behind_a_one_sentence_error(
