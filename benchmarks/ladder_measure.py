@@ -1,21 +1,27 @@
 """The abstraction ladder's figures (issue 12): quality per level against independent sketches, and cost.
 
-    python benchmarks/ladder_measure.py quality [--iterations 300] [--targets 3]
-    python benchmarks/ladder_measure.py cost [--rn101] [--iterations 6] [--repeats 3]
-    python benchmarks/ladder_measure.py importance [--strokes 16,32,64]
+    PYTHONPATH=. python benchmarks/ladder_measure.py quality [--iterations 300] [--targets 3] [--first-target 0]
+        [--references] [--variants shipped,previous,topselect,w0.5,two,two-aug,progressive,all,weighted,dropout]
+    PYTHONPATH=. python benchmarks/ladder_measure.py cost [--rn101] [--iterations 20] [--repeats 3]
+    PYTHONPATH=. python benchmarks/ladder_measure.py importance [--strokes 16,32,64]
 
 quality: on the test models (tests/tiny_models.py) and rendered targets (32 random strokes, as in
 tests/test_optimize.py), strokes initialised on the target's ink the way the method samples its saliency map;
 each ladder objective's level k against an independent k-stroke run from the same first k starting strokes, same
-settings and iterations. The ratio is ladder / independent (1.0 = as good; above 1 = worse), for the clean loss
-(the method's evaluation loss) and the rendered image's mean absolute error to the target.
-cost: seconds per iteration of the shipped ladder against a plain run of the top level, alternated in one process.
+settings, augmentation plan and iterations. The ratio is ladder / independent (1.0 = as good; above 1 = worse), for
+the clean loss (the method's evaluation loss) and the rendered image's mean absolute error to the target.
+``--references`` adds two rows: "reseeded", an independent run with another augmentation plan (the measure's own
+seed-to-seed spread), and "plain32", the first k strokes of the independent 32-stroke run (a ladder for free).
+The variants are in VARIANTS ("shipped" is ladder.py's objective; "previous" the one shipped before it).
+cost: seconds per iteration of the shipped ladder against a plain run of the top level, alternated in one process
+(each ladder run paired with the plain run just before it: min and median of the paired ratios, and the load).
 importance: seconds of greedy and leave-one-out ranking, and the area under each one's deletion curve.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 import tempfile
@@ -44,35 +50,71 @@ LEVELS = (4, 8, 16, 32)
 CPU = torch.device("cpu")
 
 
+class Spec(ladder_module.LadderObjective):
+    """The objectives tried, as prefix pairs (k, a) (``objective.Prefix``): ``trained_pairs(t)`` join the objective
+    with ``weight`` each; at a scored iteration every lower level's clean pair joins the batch too, reported only.
+    ``Spec`` itself is the previous ladder (one lower level's clean pair per iteration, in turn)."""
+
+    weight = 1.0
+    count = 1  # lower levels trained per iteration, in turn
+    augmented = False  # each level's pair cycles through its clean pair and the A augmentations
+
+    def trained_pairs(self, t: int) -> list[tuple[int, int]]:
+        n, out = len(self.lower), []
+        for slot in range(t * self.count, (t + 1) * self.count):
+            a = (slot // n) % (1 + self.augmentations) - 1 if self.augmented else -1
+            out.append((self.lower[slot % n], a))
+        return out
+
+    def prefixes(self, iteration: int) -> tuple[Any, ...]:
+        scored = [(k, -1) for k in self.lower] if iteration % self.eval_every == 0 else []
+        return tuple(self.trained_pairs(iteration) + scored) if self.lower else ()
+
+    def combine(self, iteration: int, per_seed: Any, clean: Any, prefix_losses: Any) -> Any:
+        n = len(self.trained_pairs(iteration)) if self.lower else 0
+        objective = per_seed + self.weight * prefix_losses[:, :n].sum(dim=1) if n else per_seed
+        if iteration % self.eval_every == 0:
+            return objective, torch.cat([prefix_losses[:, n:], clean[:, None]], dim=1)
+        return objective, clean.new_zeros(clean.shape[0], 0)
+
+
+def _spec(**fields: Any) -> type:
+    return type("Variant", (Spec,), fields)
+
+
 class AllLevels(ladder_module.LadderObjective):
-    """Option (a): every lower level's clean pair in every iteration's batch and objective."""
+    """Every lower level's clean pair in every iteration's batch and objective."""
 
-    def prefixes(self, iteration: int) -> tuple[int, ...]:
-        return self.lower
+    def prefixes(self, iteration: int) -> tuple[Any, ...]:
+        return tuple((k, -1) for k in self.lower)
 
-    def combine(self, iteration: int, per_seed: Any, clean: Any, prefix_clean: Any) -> Any:
-        return per_seed + prefix_clean.sum(dim=1), torch.cat([prefix_clean, clean[:, None]], dim=1)
-
-
-class Weighted(ladder_module.LadderObjective):
-    """Option (c'): the round robin, the lower level's pair weighted by the number of lower levels."""
-
-    def combine(self, iteration: int, per_seed: Any, clean: Any, prefix_clean: Any) -> Any:
-        objective, levels = super().combine(iteration, per_seed, clean, prefix_clean)
-        extra = (objective - per_seed) * (len(self.lower) - 1)
-        return objective + extra, levels
+    def combine(self, iteration: int, per_seed: Any, clean: Any, prefix_losses: Any) -> Any:
+        return per_seed + prefix_losses.sum(dim=1), torch.cat([prefix_losses, clean[:, None]], dim=1)
 
 
-class Dropout(ladder_module.LadderObjective):
-    """Option (b), nested dropout: each iteration one level (drawn uniformly) gets the method's 1 + A pairs."""
+class Scored(ladder_module.LadderObjective):
+    """For objectives made by their losses function: the lower levels' clean pairs at scored iterations only,
+    reported, not trained (Dropout, Progressive)."""
 
-    def combine(self, iteration: int, per_seed: Any, clean: Any, prefix_clean: Any) -> Any:
+    def prefixes(self, iteration: int) -> tuple[Any, ...]:
+        return tuple((k, -1) for k in self.lower) if iteration % self.eval_every == 0 else ()
+
+    def combine(self, iteration: int, per_seed: Any, clean: Any, prefix_losses: Any) -> Any:
         if iteration % self.eval_every == 0 and self.lower:
-            return per_seed, torch.cat([prefix_clean, clean[:, None]], dim=1)
+            return per_seed, torch.cat([prefix_losses, clean[:, None]], dim=1)
         return per_seed, clean.new_zeros(clean.shape[0], 0)
 
 
-def _dropout_losses(levels: tuple[int, ...], seed: int) -> Any:
+def _scored_clean(points: Any, target: Any, clean_target: Any, network: Any, grids: Any, settings: Any, width: Any,
+                  autocast: Any, prefixes: Any) -> tuple[Any, Any]:  # fmt: skip
+    with torch.no_grad():
+        _, top, prefix_losses = iteration_losses(points, target, clean_target, network, grids[:0], settings, width,
+                                                 autocast, None, prefixes)  # fmt: skip
+    return top, prefix_losses
+
+
+def _dropout_losses(levels: tuple[int, ...], seed: int, iterations: int) -> Any:
+    """Nested dropout: each iteration one level, drawn uniformly, gets the method's 1 + A pairs."""
     generator = torch.Generator().manual_seed(seed)
 
     def losses(points: Any, target: Any, clean_target: Any, network: Any, grids: Any, settings: Any, width: Any,
@@ -81,26 +123,75 @@ def _dropout_losses(levels: tuple[int, ...], seed: int) -> Any:
         per_seed, clean = batch_losses(points[:, :k], target, clean_target, network, grids, settings, width, autocast,
                                        cached)  # fmt: skip
         if prefixes:  # a scored iteration: every level's clean loss, no gradients
-            with torch.no_grad():
-                _, top, prefix_clean = iteration_losses(points, target, clean_target, network, grids[:0], settings,
-                                                        width, autocast, None, prefixes)  # fmt: skip
-            return per_seed, top, prefix_clean
+            return per_seed, *_scored_clean(points, target, clean_target, network, grids, settings, width, autocast,
+                                            prefixes)  # fmt: skip
         return per_seed, clean, clean.new_zeros(clean.shape[0], 0)
 
     return losses
 
 
+def _progressive_losses(levels: tuple[int, ...], seed: int, iterations: int) -> Any:
+    """Progressive schedule: over the first half of the run the trained strokes grow level by level (stage s trains
+    only the first levels[s] strokes, with the method's 1 + A pairs); the second half is the previous ladder."""
+    calls, previous = [0], Spec(levels, 10)
+
+    def losses(points: Any, target: Any, clean_target: Any, network: Any, grids: Any, settings: Any, width: Any,
+               autocast: Any, cached: Any, prefixes: Any) -> Any:  # fmt: skip
+        t, calls[0] = calls[0], calls[0] + 1
+        stage = t * 2 * len(levels) // iterations
+        if stage >= len(levels) - 1:
+            pairs = previous.prefixes(t)
+            per_seed, clean, prefix_losses = iteration_losses(points, target, clean_target, network, grids, settings,
+                                                              width, autocast, cached, pairs)  # fmt: skip
+            objective, scored = previous.combine(t, per_seed, clean, prefix_losses)
+            return objective, clean, scored[:, :-1] if prefixes else clean.new_zeros(clean.shape[0], 0)
+        per_seed, clean = batch_losses(points[:, : levels[stage]], target, clean_target, network, grids, settings,
+                                       width, autocast, cached)  # fmt: skip
+        if prefixes:
+            return per_seed, *_scored_clean(points, target, clean_target, network, grids, settings, width, autocast,
+                                            prefixes)  # fmt: skip
+        return per_seed, clean, clean.new_zeros(clean.shape[0], 0)
+
+    return losses
+
+
+class TopSelection(ladder_module.LevelSelection):
+    """Diagnostic: select the kept points on the top level's clean loss alone (the ladder's own score is the mean)."""
+
+    def record_levels(self, levels: Any, points: Any) -> None:
+        levels = levels.detach().to(self.best_levels.dtype)
+        previous = self.best_loss
+        self.record(levels[:, -1], points)
+        self.best_levels = torch.where((self.best_loss < previous)[:, None], levels, self.best_levels)
+
+
+VARIANTS: dict[str, dict[str, Any]] = {
+    "shipped": {"objective": ladder_module.LadderObjective},
+    "previous": {"objective": Spec},  # round robin, one lower level's clean pair per iteration
+    "all": {"objective": AllLevels},
+    "weighted": {"objective": _spec(weight=3.0)},  # the previous, each lower level x(L - 1): equal weight per level
+    "dropout": {"objective": Scored, "losses": _dropout_losses},
+    "progressive": {"objective": Scored, "losses": _progressive_losses},
+    "topselect": {"objective": Spec, "selection": TopSelection},
+    "w0.5": {"objective": _spec(weight=0.5)},
+    "aug": {"objective": _spec(augmented=True)},
+    "two": {"objective": _spec(count=2)},
+    "two-aug": {"objective": _spec(count=2, augmented=True)},
+}
+
+
 def _run(variant: str, initial: Any, target: Any, network: Any, settings: SketchSettings, seed: int) -> Any:
     plan = draw_augmentations(seed, settings.iterations, settings.augmentations)
-    objectives = {"shipped": ladder_module.LadderObjective, "all": AllLevels, "weighted": Weighted, "dropout": Dropout}
-    original_objective, original_losses = optimize.LadderObjective, optimize.iteration_losses
-    optimize.LadderObjective = objectives.get(variant, ladder_module.LadderObjective)  # type: ignore[misc]
-    if variant == "dropout":
-        optimize.iteration_losses = _dropout_losses(settings.ladder, seed)
+    spec = VARIANTS.get(variant, VARIANTS["shipped"])
+    saved = optimize.LadderObjective, optimize.iteration_losses, optimize.LevelSelection
+    optimize.LadderObjective = spec["objective"]  # type: ignore[misc]
+    optimize.LevelSelection = spec.get("selection", ladder_module.LevelSelection)  # type: ignore[misc]
+    if "losses" in spec:
+        optimize.iteration_losses = spec["losses"](settings.ladder, seed, settings.iterations)
     try:
         return optimize.optimise_strokes(initial[None], target, network, settings, plan, width=3.0)
     finally:
-        optimize.LadderObjective, optimize.iteration_losses = original_objective, original_losses  # type: ignore[misc]
+        optimize.LadderObjective, optimize.iteration_losses, optimize.LevelSelection = saved  # type: ignore[misc]
 
 
 def _clean_loss(points: Any, target: Any, network: Any, settings: SketchSettings) -> float:
@@ -122,28 +213,45 @@ def _setup(target_seed: int) -> tuple[Any, Any]:
 
 
 def quality(args: argparse.Namespace) -> None:
+    """Each variant's level k over the independent k-stroke run (same starts, plan, settings and iterations).
+    Two references: "reseeded", an independent k-stroke run with another augmentation plan (the seed-to-seed
+    spread of the measure itself), and "plain32", the first k strokes of the independent 32-stroke run."""
     folder = Path(tempfile.mkdtemp())
     models = build_tiny_models(folder)
     base = models.settings(iterations=args.iterations, seeds=1, augmentations=4, early_stop_delta=0.0, precision="fp32")
     network = load_loss_network(base, CPU)
-    variants = args.variants.split(",")
-    ratios: dict[str, list[list[tuple[float, float]]]] = {v: [] for v in variants}
-    for t in range(args.targets):
+    variants = [v for v in args.variants.split(",") if v]
+    references = ["reseeded", "plain32"] if args.references else []
+    ratios: dict[str, list[list[tuple[float, float]]]] = {v: [] for v in references + variants}
+
+    def score(points: Any) -> tuple[float, float]:
+        return _clean_loss(points, target, network, base), _image_error(points, target)
+
+    for t in range(args.first_target, args.first_target + args.targets):
         target, initial = _setup(t)
-        independent = []
+        independent, runs = [], {}
         for k in LEVELS:
             result = _run("plain", initial[:k], target, network, base.replace(strokes=k), t)
-            independent.append((_clean_loss(result.points, target, network, base), _image_error(result.points, target)))
+            independent.append(score(result.points))
+            runs[k] = result.points
         print(f"target {t}: independent loss/error per level", [f"{a:.4f}/{b:.4f}" for a, b in independent])
+        prefixes: dict[str, Any] = {}
+        if args.references:
+            prefixes["plain32"] = [runs[LEVELS[-1]][:k] for k in LEVELS]
+            prefixes["reseeded"] = [
+                _run("plain", initial[:k], target, network, base.replace(strokes=k), t + 1000).points for k in LEVELS
+            ]
         for variant in variants:
             settings = base.replace(strokes=LEVELS[-1], ladder=LEVELS)
             result = _run(variant, initial, target, network, settings, t)
+            prefixes[variant] = [result.points[:k] for k in LEVELS]
+        for name, points in prefixes.items():
             row = []
-            for (loss, error), k in zip(independent, LEVELS, strict=True):
-                prefix = result.points[:k]
-                row.append((_clean_loss(prefix, target, network, base) / loss, _image_error(prefix, target) / error))
-            ratios[variant].append(row)
-            print(f"  {variant:9s} ratio loss/error per level", [f"{a:.3f}/{b:.3f}" for a, b in row], flush=True)
+            for (loss, error), prefix in zip(independent, points, strict=True):
+                mine = score(prefix)
+                row.append((mine[0] / loss, mine[1] / error))
+            ratios[name].append(row)
+            print(f"  {name:9s} ratio loss/error per level", [f"{a:.3f}/{b:.3f}" for a, b in row], flush=True)
     print(f"\nmean ratios over {args.targets} targets, {args.iterations} iterations (loss / image error):")
     for variant, rows in ratios.items():
         cells = []
@@ -178,17 +286,22 @@ def cost(args: argparse.Namespace) -> None:
         plan = draw_augmentations(0, shape.iterations, shape.augmentations)
         times: dict[str, list[float]] = {"plain": [], "ladder": []}
         runs = {"plain": shape, "ladder": shape.replace(ladder=LEVELS)}
-        for repeat in range(args.repeats + 1):  # the first round warms up
+        for repeat in range(args.repeats + 1):  # the first round warms up, on 2 iterations
             for label, settings in runs.items():
+                settings = settings if repeat else settings.replace(iterations=2)
                 start = time.perf_counter()
                 optimize.optimise_strokes(starts, target, network, settings, plan, width=3.0)
                 if repeat:
                     times[label].append((time.perf_counter() - start) / shape.iterations)
         plain, ladder = statistics.median(times["plain"]), statistics.median(times["ladder"])
+        # Each ladder run against the plain run just before it: a shared machine's load drifts between rounds.
+        paired = [b / a for a, b in zip(times["plain"], times["ladder"], strict=True)]
         print(
             f"{'RN101 random weights' if args.rn101 else 'tiny models'}, {name}, {top} strokes, levels {LEVELS}: "
-            f"plain {plain:.4f} s/it, ladder {ladder:.4f} s/it, ratio {ladder / plain:.3f} "
-            f"(medians of {args.repeats} runs of {shape.iterations} iterations, threads {torch.get_num_threads()})",
+            f"plain {plain:.4f} s/it, ladder {ladder:.4f} s/it, ratio of medians {ladder / plain:.3f}, paired "
+            f"ratios min {min(paired):.3f} median {statistics.median(paired):.3f} "
+            f"({args.repeats} alternated runs of {shape.iterations} iterations each, threads "
+            f"{torch.get_num_threads()}, load average {os.getloadavg()[0]:.1f})",
             flush=True,
         )
 
@@ -230,10 +343,12 @@ def main() -> None:
     q = commands.add_parser("quality")
     q.add_argument("--iterations", type=int, default=300)
     q.add_argument("--targets", type=int, default=3)
-    q.add_argument("--variants", default="shipped,all,weighted,dropout")
+    q.add_argument("--variants", default="shipped")
+    q.add_argument("--first-target", type=int, default=0)
+    q.add_argument("--references", action="store_true", help="also the reseeded and plain32 references")
     c = commands.add_parser("cost")
     c.add_argument("--rn101", action="store_true")
-    c.add_argument("--iterations", type=int, default=20)
+    c.add_argument("--iterations", type=int, default=20, help="a multiple of 10 keeps the scored iterations' share")
     c.add_argument("--repeats", type=int, default=3)
     i = commands.add_parser("importance")
     i.add_argument("--strokes", default="16,32")

@@ -18,6 +18,7 @@ from typing import Any
 import torch
 
 from .bench import bench_preset, cat_image, peak_memory_mb, reset_peak_memory, timed, write_random_checkpoints
+from .cli_settings import _ladder_settings
 from .config import PRESETS, SketchSettings, preset_settings
 from .environment import resolve_device, settings_from_env
 from .errors import SettingsError
@@ -101,6 +102,8 @@ def run_bench(args: argparse.Namespace) -> int:
     real_names = _names(args.real_run, list(PRESETS), "--real-run") if args.real_run else []
     chosen = _names(args.precisions, PRECISIONS, "--precisions") if args.precisions else []
     base = settings_from_env(SketchSettings(device=args.device)).replace(strokes=args.strokes)  # checks the strokes
+    # The ladder's levels are checked here too, before any model loads: the top level is the bench's --strokes.
+    levels = base.replace(**_ladder_settings(args.ladder, args.strokes, args.strokes)).ladder
     if args.threads:
         torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
@@ -120,6 +123,7 @@ def run_bench(args: argparse.Namespace) -> int:
         "saliency_model": base.saliency_model,
         "predicted": "predicted_wall_s = start-up + image + loads + saliency + init + target passes + iterations",
         "presets": {},
+        "ladder": {"levels": list(levels), "presets": {}} if levels else None,
         "real_runs": [],
     }
     print(
@@ -152,6 +156,17 @@ def run_bench(args: argparse.Namespace) -> int:
                 )
                 for precision, row in report["presets"][name].items():  # as it goes: a long bench shows progress
                     print(f"{name} {precision}: {row['s_per_iteration']:.3f} s/iteration", flush=True)
+                if levels:  # the same preset with the ladder, right after its plain rows (issue 12's cost bound)
+                    rows = bench_preset(
+                        settings.replace(ladder=levels), network, probabilities, target, precisions, measure,
+                        args.repeats, sum(stages.values()),
+                    )  # fmt: skip
+                    for precision, row in rows.items():
+                        row["ratio_to_plain"] = (
+                            row["s_per_iteration"] / report["presets"][name][precision]["s_per_iteration"]
+                        )
+                        print(f"{name} {precision} ladder: {row['s_per_iteration']:.3f} s/iteration", flush=True)
+                    report["ladder"]["presets"][name] = rows
         release_models()  # the real runs are other processes: give their memory back
         del network
         for name in real_names:
@@ -205,6 +220,19 @@ def format_table(report: dict[str, Any]) -> str:
                 f"{r['target_passes']} in {r['targets_s']:.1f} s | {_clock(r['predicted_wall_s'])} "
                 f"({r['iterations']} it) | {_mb(r['peak_memory_mb'])} |"
             )
+    if report.get("ladder"):
+        levels = ",".join(str(level) for level in report["ladder"]["levels"])
+        lines += [
+            "",
+            f"| preset + ladder {levels} | precision | s/iter | × plain | predicted wall | peak MB |",
+            "|---|---|---|---|---|---|",
+        ]
+        for name, rows in report["ladder"]["presets"].items():
+            for r in rows.values():
+                lines.append(
+                    f"| {name} + ladder | {r['precision']} | {r['s_per_iteration']:.3f} | {r['ratio_to_plain']:.2f} | "
+                    f"{_clock(r['predicted_wall_s'])} ({r['iterations']} it) | {_mb(r['peak_memory_mb'])} |"
+                )
     if report["real_runs"]:
         lines += ["", "| real run | wall | predicted | iterations run | peak MB |", "|---|---|---|---|---|"]
         for run in report["real_runs"]:

@@ -164,6 +164,7 @@ def cmd_models_fetch(args: argparse.Namespace) -> int:
 
 
 def _add_bench_arguments(parser: argparse.ArgumentParser) -> None:
+    from .config import DEFAULT_LADDER
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or mps (default auto)")
     parser.add_argument("--presets", default=",".join(PRESETS), help="comma-separated presets (default: all)")
     parser.add_argument("--strokes", type=int, default=16, help="strokes per sketch (default 16)")
@@ -171,6 +172,14 @@ def _add_bench_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--repeats", type=int, default=3, help="repeats of each breakdown timing (median)")
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: torch's choice)")
     parser.add_argument("--json", help="also write the figures to this JSON file")
+    parser.add_argument(
+        "--ladder",
+        nargs="?",
+        const=DEFAULT_LADDER,
+        metavar="LEVELS",
+        help="also time each preset with this abstraction ladder beside its plain run (alone: 4,8,16,32 up to "
+        "--strokes)",
+    )
     parser.add_argument(
         "--precisions", default="", help="comma-separated fp32, bf16, fp16 timed side by side (default: fp32 + auto's)"
     )

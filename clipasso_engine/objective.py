@@ -6,7 +6,7 @@ What makes it fast without changing the method (spec §5):
   iteration, without gradients, and the clean target once per run;
 - the clean pair is part of every training batch, so its loss *is* the evaluation loss of the points before the step;
 - the per-seed total is summed (not averaged) over seeds, so each seed gets exactly the gradient it would get alone.
-A ladder's prefixes (``ladder.py``) ride in the same batch as extra clean pairs: one network pass per iteration still.
+A ladder's prefix pairs (``ladder.py``) ride in the same batch as extra pairs: one network pass per iteration still.
 """
 
 from __future__ import annotations
@@ -39,13 +39,19 @@ def pair_features(
         return dict(network(clip_normalize(images)))
 
 
-def _broadcast_targets(
-    clean: Mapping[str, Tensor], augmented: Mapping[str, Tensor], seeds: int, clean_rows: int
+def _batch_targets(
+    clean: Mapping[str, Tensor], augmented: Mapping[str, Tensor], seeds: int, prefixes: Sequence[Prefix]
 ) -> dict[str, Tensor]:
-    """Target features laid out like the sketch batch: ``clean_rows`` clean rows, then S·A augmented (seed-major)."""
+    """Target features laid out like the sketch batch: S clean rows, S rows per prefix (the clean target or its
+    augmentation ``a``), then S·A augmented (seed-major)."""
     out = {}
     for name, value in clean.items():
-        rows = [value.expand(clean_rows, *value.shape[1:])]
+
+        def rows_of(a: int, value: Tensor = value, name: str = name) -> Tensor:
+            one = value if a < 0 else augmented[name][a : a + 1]
+            return one.expand(seeds, *value.shape[1:])
+
+        rows = [rows_of(-1), *(rows_of(a) for _, a in prefixes)]
         if name in augmented and augmented[name].shape[0]:
             rows.append(augmented[name].repeat(seeds, *([1] * (value.dim() - 1))))
         out[name] = torch.cat(rows)
@@ -67,6 +73,11 @@ def target_features(
         )
 
 
+#: A ladder's prefix pair (``ladder.py``): (k, a), each seed's first k strokes against the clean target (a = -1) or
+#: under this iteration's augmentation a (the same warp and target features as the top level's pair a).
+Prefix = tuple[int, int]
+
+
 def iteration_losses(
     points: Tensor,
     target: Tensor,
@@ -77,31 +88,35 @@ def iteration_losses(
     width: float,
     autocast: contextlib.AbstractContextManager[object] | None = None,
     augmented_target_features: Mapping[str, Tensor] | None = None,
-    prefixes: Sequence[int] = (),
+    prefixes: Sequence[Prefix] = (),
 ) -> tuple[Tensor, Tensor, Tensor]:
-    """:func:`batch_losses`, plus the clean-pair loss of each seed's first ``k`` strokes for each ``k`` in
-    ``prefixes``: returns (per_seed_training (S,), clean (S,), prefix_clean (S, P))."""
+    """:func:`batch_losses`, plus the loss of each :data:`Prefix` pair in ``prefixes``:
+    returns (per_seed_training (S,), clean (S,), prefix_losses (S, P))."""
     autocast = autocast or contextlib.nullcontext()
     seeds, augs = points.shape[0], grids.shape[0]
     # Warp the grey sketches, then repeat them to RGB: a third of the resampling work of warping three equal channels.
     # No finiteness read here (a host sync per iteration): the loop checks its loss at its own sync points.
     grey = render(points, (CANVAS, CANVAS), stroke_width=width, check_finite=False).unsqueeze(1)
+    rendered: dict[int, Tensor] = {}  # one render per prefix size, however many pairs it has
     rows = [grey]
-    rows += [render(points[:, :k], (CANVAS, CANVAS), stroke_width=width, check_finite=False)[:, None] for k in prefixes]
+    for k, a in prefixes:
+        if k not in rendered:
+            rendered[k] = render(points[:, :k], (CANVAS, CANVAS), stroke_width=width, check_finite=False)[:, None]
+        rows.append(rendered[k] if a < 0 else apply_augmentations(rendered[k], grids[a : a + 1]))
     if augs:
         rows.append(apply_augmentations(grey, grids))
     sketch_features = pair_features(network, torch.cat(rows).expand(-1, 3, -1, -1), autocast)
     augmented_targets = augmented_target_features
     if augmented_targets is None:
         augmented_targets = target_features(network, target, grids, autocast)
-    clean_rows = seeds * (1 + len(prefixes))
-    targets = _broadcast_targets(clean_target_features, augmented_targets, seeds, clean_rows)
+    head_rows = seeds * (1 + len(prefixes))  # the clean rows, then each prefix pair's
+    targets = _batch_targets(clean_target_features, augmented_targets, seeds, prefixes)
     pairs = clip_pair_losses(
         sketch_features, targets, settings.geometric_layers, settings.geometric_weights, settings.semantic_weight
     )
     clean = pairs[:seeds]
-    per_seed = (clean + pairs[clean_rows:].reshape(seeds, augs).sum(dim=1)) / (1 + augs)
-    return per_seed, clean, pairs[seeds:clean_rows].reshape(len(prefixes), seeds).T
+    per_seed = (clean + pairs[head_rows:].reshape(seeds, augs).sum(dim=1)) / (1 + augs)
+    return per_seed, clean, pairs[seeds:head_rows].reshape(len(prefixes), seeds).T
 
 
 def batch_losses(

@@ -177,7 +177,7 @@ def optimise_strokes(
     clean_target, *pool = _setup_passes(network, target, pooled_grids, autocast, control, on_setup)
 
     # Without a ladder the objective has one level, the N strokes, and is exactly the plain method's.
-    ladder = LadderObjective(settings.ladder or (initial_points.shape[1],), settings.eval_every)
+    ladder = LadderObjective(settings.ladder or (initial_points.shape[1],), settings.eval_every, plan.per_step)
     if ladder.levels[-1] != initial_points.shape[1]:
         raise ValueError(f"the ladder's top level {ladder.levels[-1]} must be the {initial_points.shape[1]} strokes")
     selection = LevelSelection(points, settings.early_stop_delta, len(ladder.levels))
@@ -195,10 +195,10 @@ def optimise_strokes(
         before = points.detach().clone()
         cached = pool[iteration % len(pool)] if pool else None
         grids, prefixes = plan.grids(iteration), ladder.prefixes(iteration)
-        per_seed, clean, prefix_clean = iteration_losses(
+        per_seed, clean, prefix_losses = iteration_losses(
             points, target, clean_target, network, grids, settings, width, autocast, cached, prefixes
         )
-        total, levels = ladder.combine(iteration, per_seed, clean, prefix_clean)
+        total, levels = ladder.combine(iteration, per_seed, clean, prefix_losses)
         optimiser.zero_grad(set_to_none=True)
         (total.sum() * scale).backward()
         optimiser.step()

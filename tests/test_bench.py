@@ -6,11 +6,13 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
 from tiny_models import TinyModels
 
+from clipasso_engine import bench
 from clipasso_engine.bench import cat_image, peak_memory_mb, reset_peak_memory, time_optimisation
 from clipasso_engine.bench_command import real_run
 from clipasso_engine.cli import main
@@ -41,6 +43,7 @@ def test_bench_puts_precisions_side_by_side_with_the_set_up_by_stage(
     assert main([*args, "--strokes", "2", "--json", str(out)]) == 0
     report = json.loads(out.read_text())
     assert report["loss_model"] == tiny_env.loss_model  # the environment's architectures, with random weights
+    assert report["ladder"] is None  # no --ladder, no ladder rows
     stages = report["setup"]
     assert set(stages) == {"startup_s", "prepare_image_s", "load_loss_network_s", "load_saliency_model_s", "saliency_s"}
     assert all(value > 0 for value in stages.values())
@@ -57,9 +60,47 @@ def test_bench_puts_precisions_side_by_side_with_the_set_up_by_stage(
     assert "33 in " in table and "loading the models" in table
 
 
+def test_bench_times_a_ladder_beside_each_presets_plain_run(
+    tiny_env: TinyModels, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 12's cost bound is read in the same bench run: each preset's ladder row against its plain row."""
+    timed_ladders: list[tuple[int, ...]] = []
+
+    def spy(initial: torch.Tensor, target: torch.Tensor, network: Any, settings: Any, measure: int) -> Any:
+        timed_ladders.append(settings.ladder)
+        return time_optimisation(initial, target, network, settings, measure)
+
+    monkeypatch.setattr(bench, "time_optimisation", spy)
+    out = tmp_path / "bench.json"
+    args = ["bench", "--presets", "draft", "--precisions", "fp32", "--measure", "1", "--repeats", "1"]
+    assert main([*args, "--strokes", "4", "--ladder", "--json", str(out)]) == 0
+    report = json.loads(out.read_text())
+    assert report["ladder"]["levels"] == [4]  # --ladder alone: 4,8,16,32 capped at the 4 strokes
+    assert main([*args, "--strokes", "6", "--ladder", "2,4", "--json", str(out)]) == 0
+    report = json.loads(out.read_text())
+    assert report["ladder"]["levels"] == [2, 4, 6]  # the bench's --strokes is the top level, as in a sketch
+    assert timed_ladders == [(), (4,), (), (2, 4, 6)]  # each ladder row really ran the ladder, after the plain row
+    plain, ladder = report["presets"]["draft"]["fp32"], report["ladder"]["presets"]["draft"]["fp32"]
+    assert (ladder["strokes"], ladder["iterations"]) == (plain["strokes"], plain["iterations"]) == (6, 150)
+    assert ladder["ratio_to_plain"] == pytest.approx(ladder["s_per_iteration"] / plain["s_per_iteration"])
+    assert ladder["predicted_wall_s"] > ladder["targets_s"] > 0 and ladder["s_per_iteration"] > 0
+    if sys.platform.startswith("linux"):
+        assert ladder["peak_memory_mb"] > 0
+    table = capsys.readouterr().out
+    assert "| preset + ladder 2,4,6 | precision | s/iter | × plain |" in table
+    assert f"| draft + ladder | fp32 | {ladder['s_per_iteration']:.3f} | {ladder['ratio_to_plain']:.2f} |" in table
+
+
 @pytest.mark.parametrize(
     ("option", "value", "words"),
     [
+        ("--ladder", "", "--ladder needs stroke counts"),
+        ("--ladder", "8,4", "must increase"),
+        ("--ladder", "4,4", "repeats the level 4"),
+        ("--ladder", "0,4", "from 1 to 4096, got 0"),
+        ("--ladder", "4,32", "top level 32 is more than the 16 strokes"),
+        ("--ladder", "4,nan", "'nan' is not one"),
+        ("--ladder", "1" * 40, "is not one"),
         ("--precisions", "fp8", "--precisions must name"),
         ("--precisions", ",", "--precisions must name"),
         ("--presets", "", "--presets must name"),

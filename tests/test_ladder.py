@@ -26,6 +26,7 @@ from clipasso_engine.errors import SettingsError
 from clipasso_engine.ladder import LadderObjective, LevelSelection
 from clipasso_engine.loss_network import LossNetwork, load_loss_network
 from clipasso_engine.normalize import clip_normalize
+from clipasso_engine.objective import iteration_losses
 from clipasso_engine.optimize import Progress, batch_losses, optimise_strokes
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -119,21 +120,50 @@ def test_a_ladder_below_the_stroke_count_gets_it_as_its_top_level() -> None:
     assert SketchSettings(strokes=16, ladder=(4, 8, 16)).to_dict()["ladder"] == [4, 8, 16]
 
 
-def test_the_objective_trains_each_lower_level_in_turn_and_scores_all_together() -> None:
-    ladder = LadderObjective((2, 4, 8), eval_every=5)
-    assert ladder.prefixes(0) == (2, 4) and ladder.prefixes(5) == (2, 4)  # scored: every lower level in the batch
-    assert [ladder.trained(t) for t in range(1, 5)] == [4, 2, 4, 2]
-    assert ladder.prefixes(1) == (4,) and ladder.prefixes(2) == (2,)
+def test_the_objective_trains_the_lower_levels_in_turn_on_each_of_their_pairs_and_scores_all_together() -> None:
+    ladder = LadderObjective((2, 4, 8), eval_every=5, augmentations=2)
+    # Iteration t: level lower[t mod 2], pair (t div 2) mod 3 - 1: each level meets its clean pair and both
+    # augmentations in turn (the previous ladder trained the clean pair only).
+    assert [ladder.trained(t) for t in range(8)] == [(2, -1), (4, -1), (2, 0), (4, 0), (2, 1), (4, 1), (2, -1), (4, -1)]
+    assert ladder.prefixes(2) == ((2, 0),) and ladder.prefixes(7) == ((4, -1),)
+    # Scored: the trained pair keeps its own row, then every lower level's clean pair.
+    assert ladder.prefixes(0) == ((2, -1), (2, -1), (4, -1)) and ladder.prefixes(5) == ((4, 1), (2, -1), (4, -1))
     per_seed, clean = torch.tensor([1.0, 2.0]), torch.tensor([0.5, 0.25])
-    total, levels = ladder.combine(1, per_seed, clean, torch.tensor([[3.0], [4.0]]))
+    total, levels = ladder.combine(2, per_seed, clean, torch.tensor([[3.0], [4.0]]))
     assert total.tolist() == [4.0, 6.0] and levels.shape == (2, 0)
-    # At a scored iteration only the round-robin level joins the objective; all levels are reported.
-    total, levels = ladder.combine(0, per_seed, clean, torch.tensor([[3.0, 7.0], [4.0, 8.0]]))
-    assert total.tolist() == [4.0, 6.0] and levels.tolist() == [[3.0, 7.0, 0.5], [4.0, 8.0, 0.25]]
-    plain = LadderObjective((8,), eval_every=5)
-    assert plain.prefixes(0) == () and plain.prefixes(3) == ()
+    # At a scored iteration only the trained pair joins the objective; all levels' clean losses are reported.
+    total, levels = ladder.combine(5, per_seed, clean, torch.tensor([[9.0, 3.0, 7.0], [9.0, 4.0, 8.0]]))
+    assert total.tolist() == [10.0, 11.0] and levels.tolist() == [[3.0, 7.0, 0.5], [4.0, 8.0, 0.25]]
+    assert LadderObjective((2, 8), eval_every=5).trained(3) == (2, -1)  # no augmentations: the clean pair
+    plain = LadderObjective((8,), eval_every=5, augmentations=4)
+    assert plain.prefixes(0) == () and plain.prefixes(3) == () and plain.trained(3) is None
     total, levels = plain.combine(0, per_seed, clean, torch.zeros(2, 0))
     assert total is per_seed and levels.tolist() == [[0.5], [0.25]]
+
+
+def test_a_prefix_pair_is_its_strokes_against_the_same_augmented_target_as_the_top_levels_pair(
+    network: LossNetwork,
+) -> None:
+    """A prefix pair (k, a) is exactly the a-th augmented pair of a plain run of the first k strokes: the warp of
+    the prefix and the target's features under the same augmentation (not the clean target's)."""
+    settings = SketchSettings(iterations=4, seeds=2, augmentations=3, precision="fp32", strokes=6)
+    points = torch.stack([scene(5, strokes=6), scene(6, strokes=6)])
+    target = target_image(scene(1))
+    grids = draw_augmentations(2, 1, 3).grids(0)
+    with torch.no_grad():
+        clean_target = network(clip_normalize(target[None]))
+        _, _, pairs = iteration_losses(
+            points, target, clean_target, network, grids, settings, 3.0, prefixes=((4, 2), (4, -1), (2, 0))
+        )
+        for column, (k, a) in enumerate(((4, 2), (4, -1), (2, 0))):
+            if a < 0:
+                expected = batch_losses(points[:, :k], target, clean_target, network, grids[:0], settings, 3.0)[1]
+            else:  # a plain run's mean over its clean pair and the one augmentation, minus the clean half
+                per_seed, clean = batch_losses(points[:, :k], target, clean_target, network, grids[a : a + 1],
+                                               settings, 3.0)  # fmt: skip
+                expected = 2 * per_seed - clean
+            assert pairs[:, column] == pytest.approx(expected, rel=1e-4), (k, a)
+    assert not torch.allclose(pairs[:, 0], pairs[:, 1])  # the augmented pair is not the clean one
 
 
 def test_selection_scores_the_mean_of_the_levels_and_keeps_their_losses() -> None:
