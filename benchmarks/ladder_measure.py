@@ -281,6 +281,8 @@ def cost(args: argparse.Namespace) -> None:
         ),
     }
     for name, shape in shapes.items():
+        if name.split()[0] not in args.shapes.split(","):
+            continue
         shape = shape.replace(iterations=args.iterations, strokes=top, early_stop_delta=0.0)
         starts = torch.stack([initial + s for s in range(shape.seeds)])
         plan = draw_augmentations(0, shape.iterations, shape.augmentations)
@@ -350,6 +352,7 @@ def main() -> None:
     c.add_argument("--rn101", action="store_true")
     c.add_argument("--iterations", type=int, default=20, help="a multiple of 10 keeps the scored iterations' share")
     c.add_argument("--repeats", type=int, default=3)
+    c.add_argument("--shapes", default="paper,fast", help="which of the paper and fast shapes to time")
     i = commands.add_parser("importance")
     i.add_argument("--strokes", default="16,32")
     i.add_argument("--iterations", type=int, default=200)

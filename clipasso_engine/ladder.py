@@ -17,9 +17,10 @@ keeps the score on the scale of one clean loss, so spec §6's early stop (absolu
 means what it means without a ladder. The kept points are exactly the scored ones, as without a ladder.
 
 MEASURED (``python benchmarks/ladder_measure.py quality --iterations 300 --targets 4 --references --variants
-shipped,previous,topselect,w0.5,two,two-aug,progressive``, run as two processes of 2 targets; test models, rendered 32-stroke targets, levels 4/8/16/32, 1 seed, 4 augmentations; each cell
-the level's clean loss / image error over an independent k-stroke run's from the same first k starts, same plan,
-settings and iterations, 1.0 = as good; mean of 4 targets, ± the per-target standard deviation of the loss ratio):
+shipped,previous,topselect,w0.5,two,two-aug,progressive``, run as two processes of 2 targets; test models,
+rendered 32-stroke targets, levels 4/8/16/32, 1 seed, 4 augmentations; each cell the level's clean loss / image
+error over an independent k-stroke run's from the same first k starts, same plan, settings and iterations, 1.0 = as
+good; mean of 4 targets, ± the per-target standard deviation of the loss ratio):
 
     objective (lower pairs per seed and iteration)      4           8           16          32          network rows
     shipped: 1 pair in turn, clean + augmentations      1.11±.08    1.18±.10    1.22±.10    1.14±.16    (2+A)/(1+A)
@@ -50,9 +51,11 @@ pessimistic proxy.
 
 Cost (``python benchmarks/ladder_measure.py cost``, plain and ladder alternated in one process, 32 strokes, 1 thread,
 tiny models, load average 4): paper shape 1.27x (median of 3 paired runs, min 1.16), fast shape 1.39x (min 1.12);
-the previous objective measured 1.26x / 1.24x on a quieter machine. RN101 (random weights, CPU): see README.
+the previous objective measured 1.26x / 1.24x on a quieter machine. Full-size RN101 (random weights, ``--rn101
+--iterations 10``, load 3-4): fast shape 1.29x (min 1.22) and 1.39x (min 1.18) in two sessions, against 1.43x of
+network rows expected (1 extra row per iteration, 3 more every 10th, over 1 + 2).
 ``clipasso bench --ladder`` times a ladder row beside each preset's plain row. The draft preset (1 + 1 pairs) pays
-1.5x in rows by construction, plus the scored iterations' rows (about 1.6x).
+1.5x in rows by construction, plus the scored iterations' rows: about 1.65x, over the bound (not timed).
 """
 
 from __future__ import annotations
@@ -92,7 +95,7 @@ class LadderObjective:
         pair when it is scored (the trained pair keeps its own row, so a scored iteration trains what any other
         would)."""
         trained = self.trained(iteration)
-        pairs = () if trained is None else (trained,)
+        pairs: tuple[Prefix, ...] = () if trained is None else (trained,)
         if iteration % self.eval_every == 0:
             pairs += tuple((k, -1) for k in self.lower)
         return pairs
