@@ -59,7 +59,7 @@ class SketchSettings:
     model_config: str | None = None  # extra open_clip config: a JSON file or a folder of them
     # --- execution -----------------------------------------------------------------------------------------
     device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
-    precision: str = "auto"  # auto (bf16/fp16 autocast on GPU, fp32 on the CPU) | fp32 | bf16 | fp16
+    precision: str = "auto"  # auto (bf16/fp16 where the device has it, else fp32: precision.py) | fp32 | bf16 | fp16
     # Name of the preset these settings started from (provenance). Not a constructor argument: a preset is applied
     # only by name, through preset_settings(), so the recorded name cannot disagree with the values it stands for.
     preset: str = field(default="paper", init=False)

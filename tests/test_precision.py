@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import sys
 import threading
 from pathlib import Path
 
@@ -80,12 +81,18 @@ def test_rocm_gpus_count_as_native_bf16(monkeypatch: pytest.MonkeyPatch) -> None
 
 
 @pytest.mark.parametrize("native", [True, False])
-def test_auto_on_the_cpu_is_fp32_even_with_native_bf16(monkeypatch: pytest.MonkeyPatch, native: bool) -> None:
-    """Measured (precision.py's docstring): bf16's full-size loss error is too close to the issue's 1 % bar."""
+def test_auto_on_the_cpu_is_bf16_only_where_the_cpu_has_it_natively(
+    monkeypatch: pytest.MonkeyPatch, native: bool
+) -> None:
     monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: native)
-    assert resolve_precision(CPU, "auto") == "fp32"
-    assert isinstance(autocast_context(CPU, "auto"), contextlib.nullcontext)
-    assert resolve_precision(CPU, "bf16") == "bf16"  # still there when asked for
+    assert resolve_precision(CPU, "auto") == ("bf16" if native else "fp32")
+    context = autocast_context(CPU, "auto")
+    if native:
+        assert isinstance(context, torch.autocast) and context.fast_dtype == torch.bfloat16
+    else:
+        assert isinstance(context, contextlib.nullcontext)
+    assert resolve_precision(CPU, "fp32") == "fp32"  # still there when asked for
+    assert resolve_precision(CPU, "bf16") == "bf16"
 
 
 @pytest.mark.parametrize("native", [True, False])
@@ -131,7 +138,7 @@ def test_cpu_bf16_detection_from_linux_cpuinfo(monkeypatch: pytest.MonkeyPatch, 
     precision.cpu_has_native_bf16.cache_clear()
     try:
         assert precision.cpu_has_native_bf16() is native
-        assert resolve_precision(CPU, "auto") == "fp32"
+        assert resolve_precision(CPU, "auto") == ("bf16" if native else "fp32")
     finally:
         precision.cpu_has_native_bf16.cache_clear()
 
@@ -151,9 +158,14 @@ def test_cpu_bf16_detection_on_macos(monkeypatch: pytest.MonkeyPatch, sysctl: st
         precision.cpu_has_native_bf16.cache_clear()
 
 
-def test_auto_on_this_cpu_is_fp32() -> None:
-    """Unmocked, on this machine's CPU (AVX512-BF16 on the project's machine): "auto" does not pick bf16."""
-    assert resolve_precision(CPU, "auto") == "fp32"
+def test_auto_on_this_cpu_follows_the_detection() -> None:
+    """Unmocked, on this machine's CPU (AVX512-BF16 on the project's machine: bf16)."""
+    precision.cpu_has_native_bf16.cache_clear()  # detected afresh, not a mocked test's leftover
+    native = precision.cpu_has_native_bf16()
+    assert resolve_precision(CPU, "auto") == ("bf16" if native else "fp32")
+    flags = precision._linux_cpu_flags()
+    if sys.platform.startswith("linux") and flags:
+        assert native is (bool(flags & {"avx512_bf16", "amx_bf16", "bf16"}) or precision._torch_reports_native_bf16())
 
 
 def test_loss_scale_only_under_fp16() -> None:
@@ -198,12 +210,14 @@ def pair_losses_and_gradient(
 PHOTOS = ("chelsea", "astronaut", "coffee")
 
 
-def compare_on_photos(network: LossNetwork, stroke_sets: tuple[int, ...]) -> list[tuple[str, int, float, float]]:
+def compare_on_photos(
+    network: LossNetwork, stroke_sets: tuple[int, ...], photos: tuple[str, ...] = PHOTOS
+) -> list[tuple[str, int, float, float]]:
     """(photo, strokes, worst relative pair-loss difference, gradient cosine) of bf16 against fp32."""
     grids = draw_augmentations(7, 1, 4).grids(0)
     rows = []
     with flush_denormals():
-        for name in PHOTOS:
+        for name in photos:
             target = photo(name)
             for seed in stroke_sets:
                 points = scene(seed, strokes=16)
@@ -227,8 +241,7 @@ def test_bf16_matches_fp32_on_real_photos_with_tiny_weights(network: LossNetwork
         assert cosine >= 0.97, (name, seed, cosine)
 
 
-@pytest.fixture(scope="module")
-def full_size_network() -> LossNetwork:
+def full_size_loss_network() -> LossNetwork:
     """RN101 as the product runs it (BatchNorms folded, channels-last), random weights with bn3 scales set to 1
     (spec §10), so that every residual branch counts."""
     import open_clip
@@ -243,12 +256,26 @@ def full_size_network() -> LossNetwork:
     return LossNetwork(visual)
 
 
+@pytest.fixture(scope="module")
+def full_size_network() -> LossNetwork:
+    return full_size_loss_network()
+
+
+#: The full-size check's photos and 16-stroke sets (scene seeds), fixed before measuring.
+FULL_SIZE_PHOTOS = ("chelsea", "astronaut", "coffee", "hubble_deep_field")
+FULL_SIZE_STROKES = (3, 4)
+
+
 @pytest.mark.slow
 def test_bf16_matches_fp32_on_real_photos_with_the_full_size_network(full_size_network: LossNetwork) -> None:
-    """The issue's bar on RN101, for ``--precision bf16`` (no longer "auto"'s choice on the CPU: its loss error is
-    too close to this bar). Measured here (AVX512-BF16, 2 threads; strokes 3 and 4): pair losses within 0.51-0.80 %
-    (0.58-0.97 % in an earlier measurement), gradient cosine 0.9997-0.9998."""
-    for name, seed, relative, cosine in compare_on_photos(full_size_network, (3,)):
+    """The issue's bar on RN101 for bf16, the precision "auto" picks on a CPU with bf16 arithmetic. Measured here
+    (AVX512-BF16, 2 threads; benchmarks/bf16_islands.py error, 6 photos × 3 stroke sets): pair losses within
+    0.47-0.85 % of fp32's (0.51-0.85 % on these 8), gradient cosine 0.9997-0.9998. Almost all of the error is in the
+    semantic term, whose 1 − cos is about 0.005 with random weights. Slow (about 30 s), and run by CI, which runs
+    every test."""
+    rows = compare_on_photos(full_size_network, FULL_SIZE_STROKES, FULL_SIZE_PHOTOS)
+    assert len(rows) == len(FULL_SIZE_PHOTOS) * len(FULL_SIZE_STROKES)
+    for name, seed, relative, cosine in rows:
         assert relative <= 0.01, (name, seed, relative)
         assert cosine >= 0.99, (name, seed, cosine)
 

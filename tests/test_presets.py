@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import pytest
 import torch
-from test_optimize import scene, target_image
+from convergence import rendered_target_convergence
 from tiny_models import TinyModels
 
-from clipasso_engine.augment import draw_augmentations
 from clipasso_engine.config import PRESETS, SketchSettings, preset_settings
 from clipasso_engine.errors import SettingsError
-from clipasso_engine.loss_network import load_loss_network
-from clipasso_engine.optimize import optimise_strokes
+from clipasso_engine.loss_network import LossNetwork, load_loss_network
 from clipasso_engine.precision import resolve_precision
+
+
+@pytest.fixture(scope="module")
+def network(tiny_models: TinyModels) -> LossNetwork:
+    return load_loss_network(tiny_models.settings(), torch.device("cpu"))
 
 
 def test_paper_preset_is_exactly_the_defaults_of_the_method() -> None:
@@ -46,57 +49,68 @@ def test_unknown_preset_and_bad_values_are_refused_with_the_choices() -> None:
     assert SketchSettings.from_dict({"preset": "fast", "strokes": 8}) == preset_settings("fast").replace(strokes=8)
 
 
-def test_fast_preset_still_converges(tiny_models: TinyModels) -> None:
+def test_fast_preset_still_converges(network: LossNetwork) -> None:
     """The fast preset as shipped (300 iterations, 1 seed, 2 pooled augmentations) on a rendered target.
 
     Measured: mean pixel error 0.039 -> 0.0054 (the paper preset, 300 iterations: 0.0027), loss 3.01 -> 0.34.
     """
-    network = load_loss_network(tiny_models.settings(), torch.device("cpu"))
-    # In fp32: this tests the preset's shortcuts, not the precision (test_precision.py compares bf16 with fp32).
+    # In fp32: this tests the preset's shortcuts, not the precision (the paired test below compares auto's with fp32).
     settings = preset_settings("fast").replace(precision="fp32")
     assert PRESETS["fast"]["iterations"] == settings.iterations == 300
-    truth = scene(11, strokes=8)
-    target = target_image(truth)
-    initial = (truth + 10 * torch.randn(truth.shape, generator=torch.Generator().manual_seed(1)))[None]
-    plan = draw_augmentations(settings.seed, settings.iterations, settings.augmentations)
-    result = optimise_strokes(initial, target, network, settings, plan, width=3.0)
-
-    def image_error(points: torch.Tensor) -> float:
-        return float((target_image(points) - target).abs().mean())
-
-    before, after = image_error(initial[0]), image_error(result.points)
-    assert result.iterations_run == 300
-    assert after < 0.25 * before, (before, after)
-    assert result.best_so_far[-1] < 0.3 * result.best_so_far[0]
+    run = rendered_target_convergence(network, settings)
+    assert run.result.iterations_run == 300
+    assert run.after < 0.25 * run.before, (run.before, run.after)
+    assert run.result.best_so_far[-1] < 0.3 * run.result.best_so_far[0]
 
 
-#: The plan and initial-noise seeds of the averaged check: the first four, fixed before measuring.
+#: The plan and initial-noise seeds of the averaged and the paired check: the first four, fixed before measuring.
 AVERAGED_SEEDS = (0, 1, 2, 3)
 
 
-def test_fast_preset_converges_under_the_precision_auto_picks(tiny_models: TinyModels) -> None:
-    """The default path: the fast preset as shipped, precision "auto" (fp32 on the CPU), averaged over 4 plan/noise
-    seeds because one run is chaotic (seed 0 of the test above: 0.196; the same with the initial points moved by
-    1e-3 px: 0.372; 24 seeds: 0.13-0.46, mean 0.262 in fp32, 0.251 in bf16, 0.289 in bf16 with an fp32 stem).
-    Measured on these seeds: mean error ratio 0.236 (fp32), 0.214 (bf16), 0.301 (bf16, fp32 stem), 0.322 (fp32 with
-    the start moved by 1e-3 px): the bar is near the preset's typical ratio, so any numerical change may cross it.
+def fast_ratio(network: LossNetwork, seed: int, precision: str) -> float:
+    """The fast preset's error left on the rendered target, with plan seed ``seed`` and noise seed 1 + ``seed``."""
+    settings = preset_settings("fast").replace(seed=seed, precision=precision)
+    run = rendered_target_convergence(network, settings, noise_seed=1 + seed)
+    assert run.result.precision == precision and run.result.iterations_run == 300
+    return run.ratio
+
+
+@pytest.fixture(scope="module")
+def fp32_ratios(network: LossNetwork) -> dict[int, float]:
+    """The fp32 reference runs, shared by the averaged and the paired check."""
+    return {seed: fast_ratio(network, seed, "fp32") for seed in AVERAGED_SEEDS}
+
+
+def test_fast_preset_converges_on_average_in_fp32(fp32_ratios: dict[int, float]) -> None:
+    """The fast preset as shipped, in fp32, averaged over 4 plan/noise seeds because one run is chaotic (seed 0 of
+    the test above: 0.196; the same with the initial points moved by 1e-3 px: 0.372; 24 seeds: 0.13-0.46, mean 0.262).
+    Measured on these seeds: mean error ratio 0.236 (0.322 with the start moved by 1e-3 px): the bar is near the
+    preset's typical ratio, so it holds fp32 only; the paired test below checks auto's precision against fp32.
     """
-    cpu = torch.device("cpu")
-    network = load_loss_network(tiny_models.settings(), cpu)
-    truth = scene(11, strokes=8)
-    target = target_image(truth)
-
-    def image_error(points: torch.Tensor) -> float:
-        return float((target_image(points) - target).abs().mean())
-
-    ratios = []
-    for seed in AVERAGED_SEEDS:
-        settings = preset_settings("fast").replace(seed=seed)
-        assert settings.precision == "auto"
-        noise = torch.randn(truth.shape, generator=torch.Generator().manual_seed(1 + seed))
-        initial = (truth + 10 * noise)[None]
-        plan = draw_augmentations(settings.seed, settings.iterations, settings.augmentations)
-        result = optimise_strokes(initial, target, network, settings, plan, width=3.0)
-        assert result.precision == resolve_precision(cpu, "auto") and result.iterations_run == 300
-        ratios.append(image_error(result.points) / image_error(initial[0]))
+    ratios = list(fp32_ratios.values())
     assert sum(ratios) / len(ratios) < 0.25, ratios
+
+
+#: How much worse than fp32 the mean error ratio over AVERAGED_SEEDS may be under auto's precision. Measured
+#: (benchmarks/precision_convergence.py): one seed's paired bf16 - fp32 difference has a spread (sd) of 0.08 (12
+#: seeds; 0.09 over 24 in an earlier session), so a mean of 4 has about 0.045: 0.12 is 2.7 of those, room for a
+#: correct path on another CPU, whose kernels round differently and take another chaotic course. A path that stops
+#: converging (ratio 0.7 or more, against fp32's 0.24 here) is 0.45 or more above fp32's.
+PAIRED_TOLERANCE = 0.12
+
+
+def test_fast_preset_converges_under_autos_precision_as_in_fp32(
+    network: LossNetwork, fp32_ratios: dict[int, float]
+) -> None:
+    """The default path: the fast preset under the precision "auto" picks on this CPU, against fp32 on the same seeds.
+
+    Measured here (AVX512-BF16: bf16): mean ratio 0.214 against fp32's 0.236, difference -0.023 (12 seeds: 0.262
+    against 0.257, +0.004, 95 % interval -0.048..+0.056). Where "auto" is fp32 (a CPU without bf16
+    arithmetic) there would be nothing to compare, so bf16, what "auto" picks where the CPU has it, is tested instead.
+    """
+    assert preset_settings("fast").precision == "auto"
+    auto = resolve_precision(torch.device("cpu"), "auto")
+    tested = auto if auto != "fp32" else "bf16"
+    ratios = {seed: fast_ratio(network, seed, tested) for seed in AVERAGED_SEEDS}
+    difference = sum(ratios[seed] - fp32_ratios[seed] for seed in AVERAGED_SEEDS) / len(AVERAGED_SEEDS)
+    assert difference <= PAIRED_TOLERANCE, (tested, difference, ratios, fp32_ratios)
