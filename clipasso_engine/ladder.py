@@ -54,8 +54,8 @@ tiny models, load average 4): paper shape 1.27x (median of 3 paired runs, min 1.
 the previous objective measured 1.26x / 1.24x on a quieter machine. Full-size RN101 (random weights, ``--rn101
 --iterations 10``, load 3-4): fast shape 1.29x (min 1.22) and 1.39x (min 1.18) in two sessions, against 1.43x of
 network rows expected (1 extra row per iteration, 3 more every 10th, over 1 + 2); paper shape 0.85x (min 0.77,
-load 3.8) and 0.96x (min 0.93, load 2): not slower at all on this CPU, whose convolutions are not proportional to the
-batch (18 sketch rows against 15; 1.24x in rows).
+load 3.8) and 0.96x (min 0.93, load 2): not slower on this CPU, probably because its convolutions do not scale
+with the batch (18 sketch rows against 15; 1.24x in rows).
 ``clipasso bench --ladder`` times a ladder row beside each preset's plain row. The draft preset (1 + 1 pairs) pays
 1.5x in rows by construction, plus the scored iterations' rows: about 1.65x, over the bound (not timed).
 """
