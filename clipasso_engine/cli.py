@@ -165,6 +165,7 @@ def cmd_models_fetch(args: argparse.Namespace) -> int:
 
 def _add_bench_arguments(parser: argparse.ArgumentParser) -> None:
     from .config import DEFAULT_LADDER
+
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or mps (default auto)")
     parser.add_argument("--presets", default=",".join(PRESETS), help="comma-separated presets (default: all)")
     parser.add_argument("--strokes", type=int, default=16, help="strokes per sketch (default 16)")
