@@ -4,6 +4,7 @@ the prediction, peak memory per row. Timings themselves are never asserted (benc
 from __future__ import annotations
 
 import json
+import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -14,7 +15,7 @@ from tiny_models import TinyModels
 
 from clipasso_engine import bench
 from clipasso_engine.bench import cat_image, peak_memory_mb, reset_peak_memory, time_optimisation
-from clipasso_engine.bench_command import real_run
+from clipasso_engine.bench_command import _wait, real_run
 from clipasso_engine.cli import main
 from clipasso_engine.config import PRESETS, preset_settings
 from clipasso_engine.loss_network import load_loss_network
@@ -139,6 +140,18 @@ def test_real_run_times_the_real_command_and_reads_its_facts(tiny_env: TinyModel
         assert outcome["peak_memory_mb"] > 50  # torch alone is more: this is the child's, not a placeholder
     with pytest.raises(RuntimeError, match="the real run failed"):
         real_run(settings.replace(loss_weights=str(tmp_path / "missing.pt")), image, tmp_path, "cpu", threads=1)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux's exec keeps the parent's ru_maxrss")
+def test_the_real_runs_peak_memory_is_the_childs_own_not_the_benchs() -> None:
+    """The bench itself peaks at gigabytes before the real run; wait4's ru_maxrss reported that for the child."""
+    ballast = bytearray(600 * 2**20)  # touched: 600 MB resident in this process
+    ballast[::4096] = b"x" * len(ballast[::4096])
+    child = subprocess.Popen([sys.executable, "-c", "import time; b = bytearray(50 * 2**20); time.sleep(1)"])
+    peak = _wait(child)
+    assert child.returncode == 0
+    assert peak is not None and 50 < peak < 300, peak
+    del ballast
 
 
 @pytest.mark.skipif(not Path("/proc/self/clear_refs").exists(), reason="Linux's resettable peak RSS only")
