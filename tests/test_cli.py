@@ -282,6 +282,20 @@ def _read_until(fd: int, needle: bytes, timeout: float) -> bytes:
     return seen
 
 
+def _wait_reading(fd: int, proc: subprocess.Popen[bytes], timeout: float) -> tuple[int | None, bytes]:
+    """Wait for ``proc`` while still reading its terminal (a full pty would block its writes); if it has not exited
+    by ``timeout``, SIGABRT makes faulthandler (PYTHONFAULTHANDLER) print where every thread is, for the report."""
+    seen = b""
+    deadline = time.monotonic() + timeout
+    while proc.poll() is None and time.monotonic() < deadline:
+        seen += _read_until(fd, b"\0never", timeout=0.2)
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGABRT)
+        seen += _read_until(fd, b"\0never", timeout=3)
+        return None, seen
+    return proc.returncode, seen + _read_until(fd, b"written.", timeout=5)
+
+
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
 def test_interrupt_during_a_run_on_a_terminal_writes_nothing(
     tiny_env: TinyModels, work: Path, signum: signal.Signals
@@ -292,9 +306,9 @@ def test_interrupt_during_a_run_on_a_terminal_writes_nothing(
     primary, secondary = pty.openpty()
     proc = subprocess.Popen(
         _command("sketch", str(photo), "-o", str(out), "--json", str(facts), "--iterations", "100000", *TINY_RUN[:2]),
-        env=_env(),
+        env={**_env(), "PYTHONFAULTHANDLER": "1"},
         stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
         stderr=secondary,
     )
     os.close(secondary)
@@ -304,8 +318,9 @@ def test_interrupt_during_a_run_on_a_terminal_writes_nothing(
         bar = rb"\r[\xe2\x96\x88\xc2\xb7]+ \d+/100000  loss now \d+\.\d{4}  best \d+\.\d{4}  elapsed \d:\d\d  ETA "
         assert re.search(bar, shown), shown
         proc.send_signal(signum)
-        assert proc.wait(timeout=20) == 130
-        shown += _read_until(primary, b"written.", timeout=5)
+        status, after = _wait_reading(primary, proc, timeout=20)
+        shown += after
+        assert status == 130, shown[-3000:].decode(errors="replace")  # None: still running 20 s after the signal
     finally:
         proc.kill()
         proc.wait()
