@@ -310,6 +310,9 @@ def test_interrupt_during_a_run_on_a_terminal_writes_nothing(
         stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,
         stderr=secondary,
+        # Ctrl-C reaches a program in the foreground. A shell starts background jobs (a CI run under `&`) with
+        # SIGINT ignored, and Python, like any Unix program, keeps an ignored SIGINT ignored: undo that here.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     os.close(secondary)
     try:
