@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -111,37 +112,16 @@ def test_batch_process_with_the_real_engine(tmp_path: Path, xserver: str, tiny_e
     assert png.stat().st_size > 1000
 
 
-SHAPES_PREFERENCES = PREFERENCES.replace('org.clipasso.sketch.strokes="4"', 'org.clipasso.sketch.strokes="16"').replace(
-    "/>", 'org.clipasso.sketch.shapes="object" />'
-)
-
-
 def test_path_selected_with_the_image_is_the_mask(tmp_path: Path, xserver: str, tiny_env: object) -> None:
     """Issue 13 in real Inkscape 1.2 with the real engine: the image and a path over its left quarter selected
     together; every one of 16 strokes starts inside the path (without it they start all over the picture, see
     the report of issue 13), and the path is left as it was."""
-    inkscape = shutil.which("inkscape")
-    if inkscape is None or shutil.which("xdotool") is None:
-        pytest.fail("Inkscape or xdotool is missing: apt-get install inkscape xvfb xauth xdotool gir1.2-gtk-3.0")
-    profile = tmp_path / "profile"
-    env = dict(os.environ, INKSCAPE_PROFILE_DIR=str(profile), DISPLAY=xserver, XDG_CACHE_HOME=str(tmp_path / "cache"))
-    env.pop("CLIPASSO_NO_WINDOW", None)
-    venv = tmp_path / "venv"
-    installed = subprocess.run(
-        [sys.executable, str(ROOT / "install.py"), "--venv", str(venv), "--system-site-packages"],
-        env=env, capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
-    assert installed.returncode == 0, installed.stdout + installed.stderr
-    (profile / "preferences.xml").write_text(SHAPES_PREFERENCES)
+    inkscape, env = _install(tmp_path, xserver)
     document = tmp_path / "photo.svg"
     outline = '<path id="mask" d="M 12,22 C 40,18 60,30 58,60 L 60,112 L 12,112 Z" style="fill:none;stroke:#0f0"/>'
     document.write_text((DATA / "svg" / "plain.svg").read_text().replace("</g>", outline + "</g>", 1))
-    out = tmp_path / "out.svg"
-    actions = f"select-by-id:photo,mask;org.clipasso.sketch.noprefs;export-filename:{out};export-do"
-    run_watched([inkscape, "--batch-process", str(document), f"--actions={actions}"], env, xserver)
-
-    assert out.exists(), list((tmp_path / "cache").rglob("*.log"))
-    svg = inkex.load_svg(str(out)).getroot()
+    prefs = 'org.clipasso.sketch.strokes="16" org.clipasso.sketch.shapes="object"'
+    svg = _run_extension(inkscape, env, document, tmp_path / "out.svg", "photo,mask", prefs)
     group = svg.getElementById("clipasso-photo")
     assert group is not None, [p.read_text()[-2000:] for p in (tmp_path / "cache").rglob("*.log")]
     strokes = list(group.iterchildren())
@@ -241,11 +221,22 @@ def _install(tmp_path: Path, xserver: str) -> tuple[str, dict[str, str]]:
     return inkscape, env
 
 
+def _preferences(prefs: str) -> str:
+    """PREFERENCES with the attributes ``prefs`` (``name="value" ...``) set: a name already there gets the new value."""
+    text = PREFERENCES
+    for name, value in re.findall(r'([\w.:-]+)="([^"]*)"', prefs):
+        if f' {name}="' in text:
+            text = re.sub(rf' {re.escape(name)}="[^"]*"', f' {name}="{value}"', text)
+        else:
+            text = text.replace("/>", f'{name}="{value}" />')
+    return text
+
+
 def _run_extension(
     inkscape: str, env: dict[str, str], document: Path, out: Path, select: str, prefs: str
 ) -> inkex.SvgDocumentElement:
     """One run of the extension in Inkscape on ``select`` with the preferences ``prefs``; the exported document."""
-    (Path(env["INKSCAPE_PROFILE_DIR"]) / "preferences.xml").write_text(PREFERENCES.replace("/>", f"{prefs} />"))
+    (Path(env["INKSCAPE_PROFILE_DIR"]) / "preferences.xml").write_text(_preferences(prefs))
     actions = f"select-by-id:{select};org.clipasso.sketch.noprefs;export-filename:{out};export-do"
     run_watched([inkscape, "--batch-process", str(document), f"--actions={actions}"], env, env["DISPLAY"])
     logs = [p.read_text()[-2000:] for p in Path(env["XDG_CACHE_HOME"]).rglob("*.log")]
