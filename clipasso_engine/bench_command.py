@@ -18,7 +18,7 @@ from typing import Any
 import torch
 
 from .bench import bench_preset, cat_image, peak_memory_mb, reset_peak_memory, timed, write_random_checkpoints
-from .cli_settings import _ladder_settings
+from .cli_settings import ladder_settings
 from .config import PRESETS, SketchSettings, preset_settings
 from .environment import resolve_device, settings_from_env
 from .errors import SettingsError
@@ -127,7 +127,7 @@ def run_bench(args: argparse.Namespace) -> int:
     chosen = _names(args.precisions, PRECISIONS, "--precisions") if args.precisions else []
     base = settings_from_env(SketchSettings(device=args.device)).replace(strokes=args.strokes)  # checks the strokes
     # The ladder's levels are checked here too, before any model loads: the top level is the bench's --strokes.
-    levels = base.replace(**_ladder_settings(args.ladder, args.strokes, args.strokes)).ladder
+    levels = base.replace(**ladder_settings(args.ladder, args.strokes, args.strokes)).ladder
     if args.threads:
         torch.set_num_threads(args.threads)
     device = resolve_device(args.device)

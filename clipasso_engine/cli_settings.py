@@ -99,11 +99,11 @@ def settings_from_args(
 
         settings = settings_from_env(settings)
     explicit = {field: getattr(args, option) for option, field in _SETTING_OPTIONS.items()}
-    explicit.update(_ladder_settings(getattr(args, "ladder", None), args.strokes, settings.strokes))
+    explicit.update(ladder_settings(getattr(args, "ladder", None), args.strokes, settings.strokes))
     return settings.replace(**{k: v for k, v in explicit.items() if v is not None})
 
 
-def _ladder_settings(
+def ladder_settings(
     option: str | tuple[int, ...] | None, strokes: int | None, preset_strokes: int
 ) -> dict[str, object]:
     """``--ladder`` as settings: the levels, and the stroke count (the levels' top when ``--strokes`` is not given)."""
