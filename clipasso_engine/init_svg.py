@@ -17,20 +17,28 @@ level before it ends, so a path between two level groups joins the level before 
 and the last level ends with the file's last stroke. A level left empty is no level; a file with one level group
 left is one level (no ladder), until strokes are added (``refine.RefinePlan.settings``).
 
+The width the sketch was drawn with (``read_init_sketch``): ``clipasso sketch`` records its settings as JSON in
+``<metadata id="clipasso-provenance">``; their ``width`` (image px) or ``width_fraction`` is the refine's width
+unless one is given. Provenance that is missing, not JSON, or holds a width the settings would refuse is ignored,
+as the extension ignores it: the default width, as for a file an editor drew.
+
 Read safely: standard-library ``xml.etree`` only, a size limit, and no entity declarations (which is how an XML
 "billion laughs" file grows); no external resource is ever fetched.
 """
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import re
 import xml.etree.ElementTree as ET
+from dataclasses import dataclass
 
 import numpy as np
 
-from .errors import InitStrokesError, PathDataError, shorten
+from .config import SketchSettings
+from .errors import InitStrokesError, PathDataError, SettingsError, shorten
 from .path_data import parse_path_data
 
 #: Largest file read: a sketch of 4096 strokes is about 0.5 MB; an editor's document with an embedded photo is more.
@@ -46,7 +54,22 @@ _NUMBER = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")
 #: How many numbers each transform function takes.
 _ARGUMENTS = {"matrix": (6,), "translate": (1, 2), "scale": (1, 2), "rotate": (1, 3), "skewX": (1,), "skewY": (1,)}
 
+#: The ``id`` of the ``<metadata>`` element ``clipasso sketch`` writes its provenance JSON into (``svg.py``).
+PROVENANCE_ID = "clipasso-provenance"
+
 Strokes = list[list[list[float]]]
+
+
+@dataclass(frozen=True)
+class InitSketch:
+    """An ``--init`` file: its strokes, where its ladder levels end (``read_init_file``), and the width it was drawn
+    with, from its provenance: ``width`` in image px or ``width_fraction`` of the longer side (None, None: the
+    default width, or nothing usable recorded)."""
+
+    strokes: Strokes
+    levels: tuple[int, ...]
+    width: float | None = None
+    width_fraction: float | None = None
 
 
 def read_init_svg(path: str | os.PathLike[str]) -> Strokes:
@@ -57,8 +80,20 @@ def read_init_svg(path: str | os.PathLike[str]) -> Strokes:
 def read_init_file(path: str | os.PathLike[str]) -> tuple[Strokes, tuple[int, ...]]:
     """The strokes of ``path`` and the stroke counts at which its ladder levels end, the last at the last stroke
     (() without level groups)."""
+    sketch = read_init_sketch(path)
+    return sketch.strokes, sketch.levels
+
+
+def read_init_sketch(path: str | os.PathLike[str]) -> InitSketch:
+    """The strokes, ladder levels and recorded stroke width of the SVG file ``path``; ``InitStrokesError`` else."""
     name = os.fspath(path)
     root = _parse(name, _read(name))
+    strokes, levels = _strokes_and_levels(root, name)
+    width, width_fraction = _drawn_width(root)
+    return InitSketch(strokes, levels, width, width_fraction)
+
+
+def _strokes_and_levels(root: ET.Element, name: str) -> tuple[Strokes, tuple[int, ...]]:
     strokes: Strokes = []
     starts: list[int] = []
     _collect(root, np.eye(3), name, strokes, starts)
@@ -71,6 +106,35 @@ def read_init_file(path: str | os.PathLike[str]) -> tuple[Strokes, tuple[int, ..
         return strokes, ()
     # A level ends where the next level group starts (the first group's start ends none), the last at the end.
     return strokes, tuple(sorted({start for start in starts[1:] if 0 < start < len(strokes)} | {len(strokes)}))
+
+
+def _drawn_width(root: ET.Element) -> tuple[float | None, float | None]:
+    """(width in px, None) or (None, width_fraction) from the provenance's settings, or (None, None): the default.
+
+    Anything unusable is skipped, never an error: the file is the artist's, and its strokes are still good.
+    """
+    found = [e for e in root.iter() if _local(e.tag) == "metadata" and e.get("id") == PROVENANCE_ID]
+    if not found:
+        return None, None
+    try:
+        provenance = json.loads(found[0].text or "")
+    except (ValueError, RecursionError):  # not JSON, an integer over Python's digit limit, or nested too deep
+        return None, None
+    settings = provenance.get("settings") if isinstance(provenance, dict) else None
+    if not isinstance(settings, dict):
+        return None, None
+    for key in ("width", "width_fraction"):  # the extension's order
+        value = settings.get(key)
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            continue
+        try:
+            number = float(value)
+            # The settings' own range check: finite, above 0, at most their limit.
+            SketchSettings(width=number) if key == "width" else SketchSettings(width_fraction=number)
+        except (SettingsError, OverflowError):
+            continue
+        return (number, None) if key == "width" else (None, number)
+    return None, None
 
 
 def _read(name: str) -> bytes:
@@ -204,4 +268,13 @@ def _bad_transform(text: str, where: str, what: str) -> InitStrokesError:
     )
 
 
-__all__ = ["MAX_INIT_BYTES", "MAX_STROKES", "parse_transform", "read_init_file", "read_init_svg"]
+__all__ = [
+    "MAX_INIT_BYTES",
+    "MAX_STROKES",
+    "PROVENANCE_ID",
+    "InitSketch",
+    "parse_transform",
+    "read_init_file",
+    "read_init_sketch",
+    "read_init_svg",
+]

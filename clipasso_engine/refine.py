@@ -15,6 +15,10 @@ ladder, recounted as the artist left them (``init_svg.read_init_file``), and add
 top. Importance is ranked within each level's block as for a new sketch, but given as ``rank`` and ``importance``
 only: the strokes are not reordered, since the lock indices and the artist's per-stroke styles refer to the order.
 
+The width: a refine from an ``--init`` file draws at the width that file's provenance records
+(``init_svg.read_init_sketch``), as the extension does, so the refined strokes look like the ones the artist
+edited; a width given (``--width``, the settings' ``width`` or ``width_fraction``) wins.
+
 Validation is cheap and needs no torch, so the CLI and the protocol refuse bad input before any model loads;
 every problem is one ``InitStrokesError`` sentence (code ``bad_init``, exit status 2).
 """
@@ -26,7 +30,7 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from .errors import InitStrokesError, shorten
-from .init_svg import MAX_STROKES, Strokes, read_init_file
+from .init_svg import MAX_STROKES, Strokes, read_init_sketch
 
 if TYPE_CHECKING:
     import torch
@@ -42,12 +46,15 @@ MAX_COORDINATE = 1e7
 @dataclass(frozen=True)
 class RefinePlan:
     """Validated refine input: ``strokes`` N × 4 × [x, y] floats (image px), ``locked`` sorted distinct indices;
-    ``levels``: where the ``--init`` file's ladder levels end, the last at N (() without level groups)."""
+    ``levels``: where the ``--init`` file's ladder levels end, the last at N (() without level groups);
+    ``width`` (image px) or ``width_fraction``: what the ``--init`` file was drawn with (None: not recorded)."""
 
     strokes: Strokes
     locked: tuple[int, ...]
     add: int
     levels: tuple[int, ...] = ()
+    width: float | None = None
+    width_fraction: float | None = None
 
     @property
     def total(self) -> int:
@@ -57,9 +64,12 @@ class RefinePlan:
         """The run's settings: one seed, and as many strokes as given plus added (what the provenance records).
 
         A ladder asked for keeps its levels below that count, else the file's levels (and the given count, when
-        strokes are added) are the ladder; the refined set is the top level. Applying it twice changes nothing.
+        strokes are added) are the ladder; the refined set is the top level. Without a width in ``settings``, the
+        file's width. Applying it twice changes nothing.
         """
         changes: dict[str, Any] = {"strokes": self.total, "seeds": 1}
+        if settings.width is None and settings.width_fraction is None:  # none given: the sketch's own
+            changes.update(width=self.width, width_fraction=self.width_fraction)
         ladder = settings.ladder or self.levels
         if ladder:
             changes["ladder"] = tuple(level for level in ladder if level < self.total)  # the top is appended
@@ -117,7 +127,7 @@ def plan_from_options(
     init: str | None, lock: str | None, add: int | None, strokes: int | None, seeds: int | None
 ) -> RefinePlan | None:
     """The CLI's ``--init``, ``--lock`` and ``--add`` (with any explicit ``--strokes`` and ``--seeds``) as a plan,
-    with the ``--init`` file's ladder levels."""
+    with the ``--init`` file's ladder levels and recorded width."""
     if init is not None and strokes is not None:
         raise InitStrokesError(
             "--strokes cannot be given with --init: a refine has the --init file's strokes; add more with --add."
@@ -125,9 +135,12 @@ def plan_from_options(
     if init is not None and seeds not in (None, 1):
         raise InitStrokesError("A refine is one run from the --init strokes; drop --seeds.")
     locked = None if lock is None else parse_lock_list(lock)
-    given, levels = read_init_file(init) if init is not None else (None, ())
-    plan = plan_refine(given, locked, add)
-    return None if plan is None else replace(plan, levels=levels)
+    if init is None:
+        return plan_refine(None, locked, add)
+    sketch = read_init_sketch(init)
+    plan = plan_refine(sketch.strokes, locked, add)
+    assert plan is not None  # strokes were given
+    return replace(plan, levels=sketch.levels, width=sketch.width, width_fraction=sketch.width_fraction)
 
 
 def parse_lock_list(text: str) -> list[int]:

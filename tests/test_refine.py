@@ -20,7 +20,7 @@ from PIL import Image
 from test_serve import Engine
 from tiny_models import TinyModels
 
-from clipasso_engine import init_svg
+from clipasso_engine import api, init_svg
 from clipasso_engine.api import sketch
 from clipasso_engine.augment import draw_augmentations
 from clipasso_engine.cli import main
@@ -29,7 +29,7 @@ from clipasso_engine.errors import InitStrokesError
 from clipasso_engine.init_svg import parse_transform, read_init_file, read_init_svg
 from clipasso_engine.loss_network import load_loss_network
 from clipasso_engine.optimize import optimise_strokes, sketch_images
-from clipasso_engine.refine import RefinePlan, parse_lock_list, plan_refine
+from clipasso_engine.refine import RefinePlan, parse_lock_list, plan_from_options, plan_refine
 from clipasso_engine.serve import parse_request
 from clipasso_engine.strokes import initial_strokes, uncovered_probabilities
 from clipasso_engine.svg import strokes_to_svg
@@ -580,3 +580,137 @@ def test_refining_a_ladder_sketch_after_deleting_and_adding_strokes(
     # Importance is ranked within each level's block, as for a new sketch, and given as ranks.
     for start, end in blocks:
         assert sorted(result["rank"][start:end]) == list(range(start + 1, end + 1)), result["rank"]
+
+
+# --- the refine's width: the --init file's own ------------------------------------------------------------------
+
+
+def _with_provenance(text: str | None) -> str:
+    """An --init SVG of three strokes whose provenance metadata holds ``text`` (None: no metadata, as an editor's)."""
+    metadata = "" if text is None else f'<metadata id="clipasso-provenance">{text}</metadata>'
+    return _svg(f"<metadata id='rdf'>{{}}</metadata>{metadata}<path d='M 0 0 L 9 9 L 9 0 L 0 5'/>")
+
+
+BAD_WIDTHS = {
+    "no_metadata": None,
+    "empty": "",
+    "not_json": "width: 5",
+    "json_array": '[{"settings": {"width": 5}}]',
+    "json_number": "5",
+    "settings_missing": '{"seed": 0, "width": 5}',
+    "settings_list": '{"settings": [5]}',
+    "settings_string": '{"settings": "{\\"width\\": 5}"}',
+    "width_string": '{"settings": {"width": "5"}}',
+    "width_bool": '{"settings": {"width": true}}',
+    "width_list": '{"settings": {"width": [5]}}',
+    "width_negative": '{"settings": {"width": -2}}',
+    "width_zero": '{"settings": {"width": 0}}',
+    "width_nan": '{"settings": {"width": NaN}}',
+    "width_infinity": '{"settings": {"width": Infinity}}',
+    "width_minus_infinity": '{"settings": {"width": -Infinity}}',
+    "width_overflows_to_inf": '{"settings": {"width": 1e999}}',
+    "width_over_the_limit": '{"settings": {"width": 10000.5}}',
+    "width_int_too_large_for_a_float": '{"settings": {"width": 1' + "0" * 400 + "}}",
+    "width_int_over_the_digit_limit": '{"settings": {"width": 1' + "0" * 5000 + "}}",
+    "fraction_over_one": '{"settings": {"width_fraction": 1.5}}',
+    "fraction_zero": '{"settings": {"width_fraction": 0}}',
+    "both_null": '{"settings": {"width": null, "width_fraction": null}}',
+    "nested_too_deep": "[" * 100_000 + "]" * 100_000,
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_WIDTHS))
+def test_an_unusable_recorded_width_is_ignored(tmp_path: Path, case: str) -> None:
+    """As the extension does: the strokes are still read, and the refine draws at the default width."""
+    path = tmp_path / "init.svg"
+    path.write_text(_with_provenance(BAD_WIDTHS[case]), encoding="utf-8")
+    sketch_file = init_svg.read_init_sketch(path)
+    assert (sketch_file.width, sketch_file.width_fraction) == (None, None)
+    assert len(sketch_file.strokes) == 3
+    plan = plan_from_options(str(path), None, None, None, None)
+    assert plan is not None and plan.settings(_tiny()).width is None and plan.settings(_tiny()).width_fraction is None
+
+
+@pytest.mark.parametrize(
+    ("text", "width", "fraction"),
+    [
+        ('{"settings": {"width": 5.5, "width_fraction": null}}', 5.5, None),
+        ('{"settings": {"width": 4}}', 4.0, None),  # a whole number is a width too
+        ('{"settings": {"width": null, "width_fraction": 0.02}}', None, 0.02),
+        ('{"settings": {"width": "x", "width_fraction": 0.02}}', None, 0.02),  # the extension's order and checks
+        ('{"settings": {"width": 10000}}', 10000.0, None),  # the settings' limit itself
+        ("{&quot;settings&quot;: {&quot;width&quot;: 2.5}}", 2.5, None),  # XML-escaped, as svg.py writes it
+    ],
+)
+def test_the_recorded_width_is_read(tmp_path: Path, text: str, width: float | None, fraction: float | None) -> None:
+    path = tmp_path / "init.svg"
+    path.write_text(_with_provenance(text), encoding="utf-8")
+    sketch_file = init_svg.read_init_sketch(path)
+    assert (sketch_file.width, sketch_file.width_fraction) == (width, fraction)
+    # What clipasso sketch writes reads back the same way.
+    recorded = SketchSettings(width=width, width_fraction=fraction).to_dict()
+    path.write_text(strokes_to_svg(ONE * 3, 3.0, (W, H), {"settings": recorded}), encoding="utf-8")
+    assert init_svg.read_init_sketch(path).width == width and init_svg.read_init_sketch(path).width_fraction == fraction
+
+
+@pytest.mark.parametrize(
+    ("plan_width", "asked", "expected"),
+    [
+        ({"width": 5.5}, {}, (5.5, None)),  # none given: the file's
+        ({"width_fraction": 0.02}, {}, (None, 0.02)),
+        ({"width": 5.5}, {"width": 2.0}, (2.0, None)),  # given: it wins
+        ({"width": 5.5}, {"width_fraction": 0.01}, (None, 0.01)),
+        ({"width_fraction": 0.02}, {"width": 2.0}, (2.0, None)),
+        ({}, {}, (None, None)),  # nothing recorded: the default
+    ],
+)
+def test_the_refine_settings_take_the_files_width_unless_one_is_given(
+    plan_width: dict[str, float], asked: dict[str, float], expected: tuple[float | None, float | None]
+) -> None:
+    plan = RefinePlan(strokes=ONE * 3, locked=(), add=0, **plan_width)
+    settings = plan.settings(_tiny(**asked))
+    assert (settings.width, settings.width_fraction) == expected
+    assert plan.settings(settings) == settings  # the CLI applies it, then sketch() again
+
+
+@pytest.mark.parametrize(
+    ("first", "refine", "edit", "expected"),
+    [
+        (["--width", "5.5"], [], None, 5.5),  # the sketch's width
+        (["--width", "5.5"], ["--width", "2"], None, 2.0),  # an explicit --width wins
+        ([], [], None, 3 * W / 224),  # drawn at the default: refined at the default
+        (["--width", "5.5"], [], ('"width":5.5', '"width":NaN'), 3 * W / 224),  # a hand-made NaN: ignored
+    ],
+)
+def test_a_cli_refine_draws_at_the_width_of_the_init_sketch(
+    tiny_env: TinyModels,
+    photo: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    first: list[str],
+    refine: list[str],
+    edit: tuple[str, str] | None,
+    expected: float,
+) -> None:
+    """Before the fix a refine drew at the default width (3/224 of the longer side), whatever the sketch's."""
+    sketch_path, refined = tmp_path / "first.svg", tmp_path / "refined.svg"
+    assert main(["sketch", str(photo), "-o", str(sketch_path), *TINY, "--strokes", "3", *first, "-q"]) == 0
+    if edit is not None:
+        text = sketch_path.read_text(encoding="utf-8")
+        assert edit[0] in text
+        sketch_path.write_text(text.replace(edit[0], edit[1]), encoding="utf-8")
+    widths: list[float] = []
+    real = api.optimise_strokes
+
+    def recording(*args: Any, **kwargs: Any) -> Any:
+        widths.append(kwargs["width"])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(api, "optimise_strokes", recording)
+    options = [*TINY, "--init", str(sketch_path), "--add", "1", *refine, "-q"]
+    assert main(["sketch", str(photo), "-o", str(refined), *options]) == 0
+    assert widths == [pytest.approx(expected * 224 / W)]  # canvas px: the image is W px on its longer side
+    text = refined.read_text(encoding="utf-8")
+    assert set(re.findall(r'stroke-width="([^"]+)"', text)) == {f"{expected:.3f}"}
+    settings = json.loads(re.findall(r'<metadata id="clipasso-provenance">([^<]+)<', text)[0])["settings"]
+    assert settings["width"] == (None if not first or edit else expected) and settings["width_fraction"] is None
