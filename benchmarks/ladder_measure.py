@@ -155,6 +155,40 @@ def _progressive_losses(levels: tuple[int, ...], seed: int, iterations: int) -> 
     return losses
 
 
+def _stale_losses(levels: tuple[int, ...], seed: int, iterations: int) -> Any:
+    """Every lower level in every iteration at weight 1 / (L - 1), from its latest gradient: the shipped schedule's
+    fresh pairs (the trained pair; every lower level's clean pair at a scored iteration) give each level a new
+    gradient when its turn comes, and until the next turn the level joins the step with that stored gradient (a
+    linear term whose gradient it is). Measured with a separate pass for the fresh pairs (same numbers as one
+    batch with the prefix rows cut off the graph, which is what a product version would do)."""
+    state: dict[str, Any] = {"t": 0, "grads": {}}
+
+    def losses(points: Any, target: Any, clean_target: Any, network: Any, grids: Any, settings: Any, width: Any,
+               autocast: Any, cached: Any, prefixes: Any) -> Any:  # fmt: skip
+        t, state["t"] = state["t"], state["t"] + 1
+        schedule = state.setdefault(
+            "schedule", ladder_module.LadderObjective(levels, settings.eval_every, grids.shape[0])
+        )
+        per_seed, clean, _ = iteration_losses(points, target, clean_target, network, grids, settings, width, autocast,
+                                              cached, ())  # fmt: skip
+        fresh = schedule.prefixes(t)
+        scored = clean.new_zeros(clean.shape[0], 0)
+        if fresh:
+            leaf = points.detach().requires_grad_(True)
+            _, _, pair_losses = iteration_losses(leaf, target, clean_target, network, grids, settings, width,
+                                                 autocast, cached, fresh)  # fmt: skip
+            for column, (k, _) in enumerate(fresh):
+                (gradient,) = torch.autograd.grad(pair_losses[:, column].sum(), leaf, retain_graph=True)
+                state["grads"][k] = gradient
+            if schedule.scored(t):
+                scored = pair_losses.detach()
+        weight = 1.0 / max(len(levels) - 1, 1)
+        linear = sum((g * points).sum(dim=(1, 2, 3)) for g in state["grads"].values())
+        return per_seed + weight * linear if state["grads"] else per_seed, clean, scored
+
+    return losses
+
+
 class TopSelection(ladder_module.LevelSelection):
     """Diagnostic: select the kept points on the top level's clean loss alone (the ladder's own score is the mean)."""
 
@@ -163,6 +197,45 @@ class TopSelection(ladder_module.LevelSelection):
         previous = self.best_loss
         self.record(levels[:, -1], points)
         self.best_levels = torch.where((self.best_loss < previous)[:, None], levels, self.best_levels)
+
+
+class Weighted(ladder_module.LadderObjective):
+    """The shipped objective with the lower levels' weight ``weight`` instead of 1."""
+
+    weight = 2.0
+
+    def combine(self, iteration: int, per_seed: Any, clean: Any, prefix_losses: Any) -> Any:
+        objective, levels = super().combine(iteration, per_seed, clean, prefix_losses)
+        return per_seed + self.weight * (objective - per_seed), levels
+
+
+class SizeTurns(ladder_module.LadderObjective):
+    """The shipped objective with turns in proportion to each lower level's stroke count (smooth weighted round
+    robin) instead of one each in turn; each level still cycles through its clean pair and the augmentations."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._plan: list[Any] = []
+
+    def trained(self, iteration: int) -> Any:
+        base = super().trained(iteration)
+        if base is None:
+            return None
+        while len(self._plan) <= iteration:  # replay the schedule once, in order
+            self._plan.append(None)
+        if self._plan[iteration] is None:
+            credit, seen = [0.0] * len(self.lower), [0] * len(self.lower)
+            total = sum(self.lower)
+            for t in range(iteration + 1):
+                if super().trained(t) is None:
+                    continue
+                credit = [c + k / total for c, k in zip(credit, self.lower, strict=True)]
+                j = max(range(len(credit)), key=credit.__getitem__)
+                credit[j] -= 1
+                pair = seen[j] % (1 + self.augmentations) - 1
+                seen[j] += 1
+                self._plan[t] = (self.lower[j], pair)
+        return self._plan[iteration]
 
 
 VARIANTS: dict[str, dict[str, Any]] = {
@@ -174,7 +247,10 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "progressive": {"objective": Scored, "losses": _progressive_losses},
     "topselect": {"objective": Spec, "selection": TopSelection},
     "w0.5": {"objective": _spec(weight=0.5)},
-    "aug": {"objective": _spec(augmented=True)},
+    "aug": {"objective": _spec(augmented=True)},  # the objective shipped in session 3 (every iteration one pair)
+    "w2": {"objective": Weighted},
+    "stale": {"objective": Scored, "losses": _stale_losses},
+    "sizes": {"objective": SizeTurns},
     "two": {"objective": _spec(count=2)},
     "two-aug": {"objective": _spec(count=2, augmented=True)},
 }
@@ -218,7 +294,8 @@ def quality(args: argparse.Namespace) -> None:
     spread of the measure itself), and "plain32", the first k strokes of the independent 32-stroke run."""
     folder = Path(tempfile.mkdtemp())
     models = build_tiny_models(folder)
-    base = models.settings(iterations=args.iterations, seeds=1, augmentations=4, early_stop_delta=0.0, precision="fp32")
+    shape = {"paper": {"augmentations": 4}, "draft": {"augmentations": 1, "augmentation_pool": 16}}[args.shape]
+    base = models.settings(iterations=args.iterations, seeds=1, early_stop_delta=0.0, precision="fp32", **shape)
     network = load_loss_network(base, CPU)
     variants = [v for v in args.variants.split(",") if v]
     references = ["reseeded", "plain32"] if args.references else []
@@ -230,10 +307,16 @@ def quality(args: argparse.Namespace) -> None:
     for t in range(args.first_target, args.first_target + args.targets):
         target, initial = _setup(t)
         independent, runs = [], {}
+        key = f"{args.shape}-{args.iterations}-{t}"
+        cache = Path(args.cache) / f"independent-{key}.pt" if args.cache else None
+        if cache is not None and cache.exists() and not args.references:
+            runs = torch.load(cache)  # the test models and runs are deterministic: the same points every time
         for k in LEVELS:
-            result = _run("plain", initial[:k], target, network, base.replace(strokes=k), t)
-            independent.append(score(result.points))
-            runs[k] = result.points
+            if k not in runs:
+                runs[k] = _run("plain", initial[:k], target, network, base.replace(strokes=k), t).points
+            independent.append(score(runs[k]))
+        if cache is not None:
+            torch.save(runs, cache)
         print(f"target {t}: independent loss/error per level", [f"{a:.4f}/{b:.4f}" for a, b in independent])
         prefixes: dict[str, Any] = {}
         if args.references:
@@ -252,7 +335,8 @@ def quality(args: argparse.Namespace) -> None:
                 row.append((mine[0] / loss, mine[1] / error))
             ratios[name].append(row)
             print(f"  {name:9s} ratio loss/error per level", [f"{a:.3f}/{b:.3f}" for a, b in row], flush=True)
-    print(f"\nmean ratios over {args.targets} targets, {args.iterations} iterations (loss / image error):")
+    print(f"\nmean ratios over {args.targets} targets, {args.iterations} iterations, {args.shape} shape", end="")
+    print(" (loss / image error):")
     for variant, rows in ratios.items():
         cells = []
         for j, k in enumerate(LEVELS):
@@ -348,6 +432,9 @@ def main() -> None:
     q.add_argument("--variants", default="shipped")
     q.add_argument("--first-target", type=int, default=0)
     q.add_argument("--references", action="store_true", help="also the reseeded and plain32 references")
+    q.add_argument("--cache", default="", help="a folder to keep the independent runs' points in, between runs")
+    q.add_argument("--shape", choices=("paper", "draft"), default="paper", help="paper: 4 augmentations; draft: "
+                   "1 from a pool of 16 (give --iterations 150 for the draft preset's)")  # fmt: skip
     c = commands.add_parser("cost")
     c.add_argument("--rn101", action="store_true")
     c.add_argument("--iterations", type=int, default=20, help="a multiple of 10 keeps the scored iterations' share")

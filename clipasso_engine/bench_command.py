@@ -181,8 +181,11 @@ def run_bench(args: argparse.Namespace) -> int:
                 for precision, row in report["presets"][name].items():  # as it goes: a long bench shows progress
                     print(f"{name} {precision}: {row['s_per_iteration']:.3f} s/iteration", flush=True)
                 if levels:  # the same preset with the ladder, right after its plain rows (issue 12's cost bound)
+                    # Over two whole scoring cycles at least: a ladder's iterations differ (a scored one renders
+                    # every level; under a tight row budget only some others add a pair), a plain run's do not.
+                    cycles = max(measure, 2 * settings.eval_every)
                     rows = bench_preset(
-                        settings.replace(ladder=levels), network, probabilities, target, precisions, measure,
+                        settings.replace(ladder=levels), network, probabilities, target, precisions, cycles,
                         args.repeats, sum(stages.values()),
                     )  # fmt: skip
                     for precision, row in rows.items():

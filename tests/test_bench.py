@@ -66,9 +66,11 @@ def test_bench_times_a_ladder_beside_each_presets_plain_run(
 ) -> None:
     """Issue 12's cost bound is read in the same bench run: each preset's ladder row against its plain row."""
     timed_ladders: list[tuple[int, ...]] = []
+    measured: list[int] = []
 
     def spy(initial: torch.Tensor, target: torch.Tensor, network: Any, settings: Any, measure: int) -> Any:
         timed_ladders.append(settings.ladder)
+        measured.append(measure)
         return time_optimisation(initial, target, network, settings, measure)
 
     monkeypatch.setattr(bench, "time_optimisation", spy)
@@ -81,6 +83,8 @@ def test_bench_times_a_ladder_beside_each_presets_plain_run(
     report = json.loads(out.read_text())
     assert report["ladder"]["levels"] == [2, 4, 6]  # the bench's --strokes is the top level, as in a sketch
     assert timed_ladders == [(), (4,), (), (2, 4, 6)]  # each ladder row really ran the ladder, after the plain row
+    # A ladder row spans two whole scoring cycles (its iterations differ); the plain rows take --measure's 1.
+    assert measured == [1, 20, 1, 20]
     plain, ladder = report["presets"]["draft"]["fp32"], report["ladder"]["presets"]["draft"]["fp32"]
     assert (ladder["strokes"], ladder["iterations"]) == (plain["strokes"], plain["iterations"]) == (6, 150)
     assert ladder["ratio_to_plain"] == pytest.approx(ladder["s_per_iteration"] / plain["s_per_iteration"])

@@ -6,6 +6,7 @@ import io
 import json
 import os
 import signal
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +24,7 @@ from clipasso_engine.cli import build_parser, main
 from clipasso_engine.cli_settings import settings_from_args
 from clipasso_engine.config import SketchSettings
 from clipasso_engine.errors import SettingsError
-from clipasso_engine.ladder import LadderObjective, LevelSelection
+from clipasso_engine.ladder import EXTRA_ROW_SHARE, LadderObjective, LevelSelection
 from clipasso_engine.loss_network import LossNetwork, load_loss_network
 from clipasso_engine.normalize import clip_normalize
 from clipasso_engine.objective import iteration_losses
@@ -122,23 +123,55 @@ def test_a_ladder_below_the_stroke_count_gets_it_as_its_top_level() -> None:
 
 def test_the_objective_trains_the_lower_levels_in_turn_on_each_of_their_pairs_and_scores_all_together() -> None:
     ladder = LadderObjective((2, 4, 8), eval_every=5, augmentations=2)
-    # Iteration t: level lower[t mod 2], pair (t div 2) mod 3 - 1: each level meets its clean pair and both
-    # augmentations in turn (the previous ladder trained the clean pair only).
-    assert [ladder.trained(t) for t in range(8)] == [(2, -1), (4, -1), (2, 0), (4, 0), (2, 1), (4, 1), (2, -1), (4, -1)]
-    assert ladder.prefixes(2) == ((2, 0),) and ladder.prefixes(7) == ((4, -1),)
-    # Scored: the trained pair keeps its own row, then every lower level's clean pair.
-    assert ladder.prefixes(0) == ((2, -1), (2, -1), (4, -1)) and ladder.prefixes(5) == ((4, 1), (2, -1), (4, -1))
+    assert ladder.rate == 1  # 3 rows per iteration leave room for a pair at every iteration (fast's shape too)
+    # The n-th unscored iteration: level lower[n mod 2], pair (n div 2) mod 3 - 1: each level meets its clean pair
+    # and both augmentations in turn. Iterations 0 and 5 are scored.
+    trained = [ladder.trained(t) for t in range(10)]
+    assert trained == [None, (2, -1), (4, -1), (2, 0), (4, 0), None, (2, 1), (4, 1), (2, -1), (4, -1)]
+    assert ladder.prefixes(3) == ((2, 0),) and ladder.prefixes(9) == ((4, -1),)
+    # Scored: every lower level's clean pair, once (no row rendered twice), trained and reported.
+    assert ladder.prefixes(0) == ((2, -1), (4, -1)) == ladder.prefixes(5)
     per_seed, clean = torch.tensor([1.0, 2.0]), torch.tensor([0.5, 0.25])
-    total, levels = ladder.combine(2, per_seed, clean, torch.tensor([[3.0], [4.0]]))
+    total, levels = ladder.combine(3, per_seed, clean, torch.tensor([[3.0], [4.0]]))
     assert total.tolist() == [4.0, 6.0] and levels.shape == (2, 0)
-    # At a scored iteration only the trained pair joins the objective; all levels' clean losses are reported.
-    total, levels = ladder.combine(5, per_seed, clean, torch.tensor([[9.0, 3.0, 7.0], [9.0, 4.0, 8.0]]))
-    assert total.tolist() == [10.0, 11.0] and levels.tolist() == [[3.0, 7.0, 0.5], [4.0, 8.0, 0.25]]
-    assert LadderObjective((2, 8), eval_every=5).trained(3) == (2, -1)  # no augmentations: the clean pair
+    # A scored iteration trains the lower levels with weight 1 in all (their mean) and reports every level.
+    total, levels = ladder.combine(5, per_seed, clean, torch.tensor([[3.0, 7.0], [4.0, 8.0]]))
+    assert total.tolist() == [6.0, 8.0] and levels.tolist() == [[3.0, 7.0, 0.5], [4.0, 8.0, 0.25]]
+    assert LadderObjective((2, 8), eval_every=5).trained(3) is None  # no augmentations: 1 row, no room but scoring
+    one_level = LadderObjective((2, 8), eval_every=5, augmentations=3)
+    assert [one_level.trained(t) for t in range(1, 5)] == [(2, -1), (2, 0), (2, 1), (2, 2)]
     plain = LadderObjective((8,), eval_every=5, augmentations=4)
     assert plain.prefixes(0) == () and plain.prefixes(3) == () and plain.trained(3) is None
     total, levels = plain.combine(0, per_seed, clean, torch.zeros(2, 0))
     assert total is per_seed and levels.tolist() == [[0.5], [0.25]]
+    total, levels = plain.combine(3, per_seed, clean, torch.zeros(2, 0))
+    assert total is per_seed and levels.shape == (2, 0)
+
+
+def test_with_one_augmentation_a_lower_pair_joins_every_other_unscored_iteration() -> None:
+    """Draft's shape (1 + 1 rows): a pair at every iteration alone would be 1.5x the rows; the budget's 2 / 5 of
+    2 rows, less the scored rows' 2 / 5 per iteration, leaves a pair for half of the unscored iterations."""
+    ladder = LadderObjective((2, 4, 8), eval_every=5, augmentations=1)
+    assert ladder.rate == Fraction(1, 2)
+    trained = [ladder.trained(t) for t in range(10)]
+    assert trained == [None, None, (2, -1), None, (4, -1), None, None, (2, 0), None, (4, 0)]
+
+
+@pytest.mark.parametrize("augmentations", [0, 1, 2, 4, 8])
+@pytest.mark.parametrize("lower", [1, 3, 6, 20])
+@pytest.mark.parametrize("eval_every", [1, 3, 10])
+def test_the_ladders_extra_rows_stay_within_their_budget(augmentations: int, lower: int, eval_every: int) -> None:
+    """Over any run, the extra network rows are at most EXTRA_ROW_SHARE of the plain run's (rounded to a row), or
+    the scored iterations' alone where those exceed it; and the budget is used, not left idle."""
+    levels = tuple(range(1, lower + 2))
+    ladder = LadderObjective(levels, eval_every, augmentations)
+    for iterations in (1, 7, 150, 300):
+        extra = sum(len(ladder.prefixes(t)) for t in range(iterations))
+        scored = lower * len(range(0, iterations, eval_every))
+        budget = EXTRA_ROW_SHARE * (1 + augmentations) * iterations
+        assert extra <= max(budget + lower, scored), (iterations, extra, budget)
+        if iterations >= 150 and eval_every > 1 and ladder.rate < 1:  # (every iteration scored: nothing to spread)
+            assert extra >= budget - 1  # a rate below 1 spends the whole budget, to a row
 
 
 def test_a_prefix_pair_is_its_strokes_against_the_same_augmented_target_as_the_top_levels_pair(
