@@ -1,7 +1,8 @@
 """The abstraction ladder's figures (issue 12): quality per level against independent sketches, and cost.
 
     PYTHONPATH=. python benchmarks/ladder_measure.py quality [--iterations 300] [--targets 3] [--first-target 0]
-        [--references] [--variants shipped,previous,topselect,w0.5,two,two-aug,progressive,all,weighted,dropout]
+        [--references] [--greedy] [--shape paper|draft] [--cache DIR]
+        [--variants prefix,aug,previous,topselect,w0.5,w2,sizes,stale,two,two-aug,progressive,all,weighted,dropout]
     PYTHONPATH=. python benchmarks/ladder_measure.py cost [--rn101] [--iterations 20] [--repeats 3]
     PYTHONPATH=. python benchmarks/ladder_measure.py importance [--strokes 16,32,64]
 
@@ -12,9 +13,12 @@ settings, augmentation plan and iterations. The ratio is ladder / independent (1
 the clean loss (the method's evaluation loss) and the rendered image's mean absolute error to the target.
 ``--references`` adds two rows: "reseeded", an independent run with another augmentation plan (the measure's own
 seed-to-seed spread), and "plain32", the first k strokes of the independent 32-stroke run (a ladder for free).
-The variants are in VARIANTS ("shipped" is ladder.py's objective; "previous" the one shipped before it).
-cost: seconds per iteration of the shipped ladder against a plain run of the top level, alternated in one process
-(each ladder run paired with the plain run just before it: min and median of the paired ratios, and the load).
+``--greedy`` adds "cut", what a new sketch's ladder is (ladder_cut.py): the independent 32-stroke run's strokes in
+its greedy importance order, level k its first k. The variants are trained objectives, in VARIANTS ("prefix" is
+ladder.py's, a refine's ladder; "aug" the one every ladder used before the row budget; "previous" the one before).
+cost: seconds per iteration of ladder.py's trained prefixes against a plain run of the top level, alternated in one
+process (each ladder run paired with the plain run just before it: min and median of the paired ratios, and the load).
+A new sketch's cut ladder is timed by ``clipasso bench --ladder``.
 importance: seconds of greedy and leave-one-out ranking, and the area under each one's deletion curve.
 """
 
@@ -156,7 +160,7 @@ def _progressive_losses(levels: tuple[int, ...], seed: int, iterations: int) -> 
 
 
 def _stale_losses(levels: tuple[int, ...], seed: int, iterations: int) -> Any:
-    """Every lower level in every iteration at weight 1 / (L - 1), from its latest gradient: the shipped schedule's
+    """Every lower level in every iteration at weight 1 / (L - 1), from its latest gradient: the prefix schedule's
     fresh pairs (the trained pair; every lower level's clean pair at a scored iteration) give each level a new
     gradient when its turn comes, and until the next turn the level joins the step with that stored gradient (a
     linear term whose gradient it is). Measured with a separate pass for the fresh pairs (same numbers as one
@@ -200,7 +204,7 @@ class TopSelection(ladder_module.LevelSelection):
 
 
 class Weighted(ladder_module.LadderObjective):
-    """The shipped objective with the lower levels' weight ``weight`` instead of 1."""
+    """The prefix objective with the lower levels' weight ``weight`` instead of 1."""
 
     weight = 2.0
 
@@ -210,7 +214,7 @@ class Weighted(ladder_module.LadderObjective):
 
 
 class SizeTurns(ladder_module.LadderObjective):
-    """The shipped objective with turns in proportion to each lower level's stroke count (smooth weighted round
+    """The prefix objective with turns in proportion to each lower level's stroke count (smooth weighted round
     robin) instead of one each in turn; each level still cycles through its clean pair and the augmentations."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -239,7 +243,7 @@ class SizeTurns(ladder_module.LadderObjective):
 
 
 VARIANTS: dict[str, dict[str, Any]] = {
-    "shipped": {"objective": ladder_module.LadderObjective},
+    "prefix": {"objective": ladder_module.LadderObjective},  # ladder.py's trained prefixes: a refine's ladder
     "previous": {"objective": Spec},  # round robin, one lower level's clean pair per iteration
     "all": {"objective": AllLevels},
     "weighted": {"objective": _spec(weight=3.0)},  # the previous, each lower level x(L - 1): equal weight per level
@@ -258,7 +262,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
 
 def _run(variant: str, initial: Any, target: Any, network: Any, settings: SketchSettings, seed: int) -> Any:
     plan = draw_augmentations(seed, settings.iterations, settings.augmentations)
-    spec = VARIANTS.get(variant, VARIANTS["shipped"])
+    spec = VARIANTS.get(variant, VARIANTS["prefix"])
     saved = optimize.LadderObjective, optimize.iteration_losses, optimize.LevelSelection
     optimize.LadderObjective = spec["objective"]  # type: ignore[misc]
     optimize.LevelSelection = spec.get("selection", ladder_module.LevelSelection)  # type: ignore[misc]
@@ -299,6 +303,7 @@ def quality(args: argparse.Namespace) -> None:
     network = load_loss_network(base, CPU)
     variants = [v for v in args.variants.split(",") if v]
     references = ["reseeded", "plain32"] if args.references else []
+    references += ["cut"] if args.greedy else []
     ratios: dict[str, list[list[tuple[float, float]]]] = {v: [] for v in references + variants}
 
     def score(points: Any) -> tuple[float, float]:
@@ -319,6 +324,9 @@ def quality(args: argparse.Namespace) -> None:
             torch.save(runs, cache)
         print(f"target {t}: independent loss/error per level", [f"{a:.4f}/{b:.4f}" for a, b in independent])
         prefixes: dict[str, Any] = {}
+        if args.greedy:  # the shipped ladder of a new sketch (ladder_cut.py): the plain run cut in its greedy order
+            order = rank_strokes(runs[LEVELS[-1]], target, network, base.replace(strokes=LEVELS[-1]), width=3.0).order
+            prefixes["cut"] = [runs[LEVELS[-1]][order[:k]] for k in LEVELS]
         if args.references:
             prefixes["plain32"] = [runs[LEVELS[-1]][:k] for k in LEVELS]
             prefixes["reseeded"] = [
@@ -429,9 +437,11 @@ def main() -> None:
     q = commands.add_parser("quality")
     q.add_argument("--iterations", type=int, default=300)
     q.add_argument("--targets", type=int, default=3)
-    q.add_argument("--variants", default="shipped")
+    q.add_argument("--variants", default="prefix")
     q.add_argument("--first-target", type=int, default=0)
     q.add_argument("--references", action="store_true", help="also the reseeded and plain32 references")
+    q.add_argument("--greedy", action="store_true", help='also "cut", the shipped ladder: the first k strokes of the '
+                   "plain 32-stroke run in its greedy importance order (ladder_cut.py)")  # fmt: skip
     q.add_argument("--cache", default="", help="a folder to keep the independent runs' points in, between runs")
     q.add_argument("--shape", choices=("paper", "draft"), default="paper", help="paper: 4 augmentations; draft: "
                    "1 from a pool of 16 (give --iterations 150 for the draft preset's)")  # fmt: skip

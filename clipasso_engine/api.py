@@ -22,10 +22,11 @@ from .config import CANVAS, SketchSettings
 from .environment import resolve_device, settings_from_env
 from .errors import Cancelled, ClipassoError, is_out_of_memory, out_of_memory
 from .image_io import PreparedImage, prepare_image
-from .importance import rank_strokes
+from .importance import prefix_losses, rank_strokes
+from .ladder_cut import LiveLevels
 from .model_cache import loss_network, release_saliency_model
 from .optimize import OptimisationResult, Progress, RunControl, optimise_strokes
-from .precision import autocast_context
+from .precision import autocast_context, resolve_precision
 from .refine import plan_refine, result_strokes, start_points
 from .result import ProgressCallback, SetupCallback, SketchProgress, SketchResult, StatusCallback
 from .saliency import saliency_probabilities
@@ -149,34 +150,39 @@ def sketch(
 
     status("optimising", f"Optimising {settings.strokes} strokes, {settings.seeds} seed(s) at once on {device}…")
     plan = run_augmentations(settings).to(device)
+    # A new sketch's ladder is cut from the importance order of a plain run (ladder_cut.py); a refine's keeps its
+    # order, so its levels are trained as prefixes (ladder.py).
+    cut = bool(settings.ladder) and refine is None
+    target = prepared.image.to(device)
+    scoring: dict[str, Any] = {"width": width / prepared.scale, "control": control}
+    callback = _image_frame_progress(on_progress, prepared, width)
+    if cut and callback is not None:
+        live = autocast_context(device, resolve_precision(device, settings.precision))
+        callback = LiveLevels(callback, settings.ladder, target, network, settings, autocast=live, **scoring)
     with _out_of_memory_as_error(device, "optimising the strokes"):
         outcome: OptimisationResult = optimise_strokes(
             initial,
-            prepared.image.to(device),
+            target,
             network,
-            settings,
+            settings.replace(ladder=()) if cut else settings,
             plan,
-            width=width / prepared.scale,
-            control=control,
-            on_progress=_image_frame_progress(on_progress, prepared, width),
+            on_progress=callback,
             progress_interval_s=progress_interval_s,
             on_setup=on_setup,
             locked=refine.locked_mask(device) if refine is not None else None,
+            **scoring,
         )
     timings["optimise_s"] = round(time.monotonic() - mark, 4)
     mark = time.monotonic()
     # No status message here: the protocol sends every status before the first progress line.
+    scoring["autocast"] = autocast_context(device, outcome.precision)
     with _out_of_memory_as_error(device, "ranking the strokes"):
-        ranking = rank_strokes(
-            outcome.points,
-            prepared.image.to(device),
-            network,
-            settings,
-            width=width / prepared.scale,
-            autocast=autocast_context(device, outcome.precision),
-            control=control,
-            levels=settings.ladder,
-        )
+        levels = () if cut else settings.ladder  # cut: one order over all the strokes
+        ranking = rank_strokes(outcome.points, target, network, settings, levels=levels, **scoring)
+        level_losses = outcome.level_losses if settings.ladder else []
+        if cut:
+            level_losses = prefix_losses(outcome.points, ranking.order, settings.ladder, target, network, settings,
+                                         **scoring)  # fmt: skip
     timings["rank_s"] = round(time.monotonic() - mark, 4)
     timings["total_s"] = round(time.monotonic() - started, 4)
     if refine is not None:
@@ -206,7 +212,7 @@ def sketch(
         importance=[importance[i] for i in order],
         rank=[rank[i] for i in order],
         source_index=order,
-        level_losses=outcome.level_losses if settings.ladder else [],
+        level_losses=level_losses,
     )
 
 

@@ -23,6 +23,7 @@ from .config import PRESETS, SketchSettings, preset_settings
 from .environment import resolve_device, settings_from_env
 from .errors import SettingsError
 from .image_io import prepare_image
+from .ladder_cut import ESTIMATE_EVERY
 from .model_cache import loss_network, release_models, saliency_tower
 from .precision import PRECISIONS, flush_denormals, resolve_precision
 from .saliency import saliency_probabilities
@@ -181,9 +182,9 @@ def run_bench(args: argparse.Namespace) -> int:
                 for precision, row in report["presets"][name].items():  # as it goes: a long bench shows progress
                     print(f"{name} {precision}: {row['s_per_iteration']:.3f} s/iteration", flush=True)
                 if levels:  # the same preset with the ladder, right after its plain rows (issue 12's cost bound)
-                    # Over two whole scoring cycles at least: a ladder's iterations differ (a scored one renders
-                    # every level; under a tight row budget only some others add a pair), a plain run's do not.
-                    cycles = max(measure, 2 * settings.eval_every)
+                    # Over one live estimate of the levels at least (ladder_cut.py): a ladder's iterations differ,
+                    # a plain run's do not.
+                    cycles = max(measure, ESTIMATE_EVERY)
                     rows = bench_preset(
                         settings.replace(ladder=levels), network, probabilities, target, precisions, cycles,
                         args.repeats, sum(stages.values()),

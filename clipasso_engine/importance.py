@@ -128,8 +128,12 @@ def rank_strokes(
     autocast: contextlib.AbstractContextManager[object] | None = None,
     control: RunControl | None = None,
     levels: Sequence[int] = (),
+    greedy_limit: int | None = None,
 ) -> StrokeRanking:
-    """Rank (N, 4, 2) canvas strokes against ``target`` (3, 224, 224); ``levels``: a ladder's, else one block."""
+    """Rank (N, 4, 2) canvas strokes against ``target`` (3, 224, 224); ``levels``: blocks ranked one by one (a
+    refined ladder's, whose order is kept), else one block; blocks above ``greedy_limit`` strokes (default
+    ``GREEDY_LIMIT``) leave-one-out."""
+    limit = GREEDY_LIMIT if greedy_limit is None else greedy_limit
     autocast = autocast or contextlib.nullcontext()
     count = points.shape[0]
     bounds = block_bounds(tuple(levels) or (count,))
@@ -141,13 +145,32 @@ def rank_strokes(
         clean_target = pair_features(network, target[None], autocast)
         scorer = _Scorer(points.detach(), clean_target, network, settings, width, autocast, control or RunControl())
         for start, end in bounds:
-            ranked, rises = _rank_block(
-                scorer, list(range(start)), list(range(start, end)), end - start <= GREEDY_LIMIT
-            )
+            ranked, rises = _rank_block(scorer, list(range(start)), list(range(start, end)), end - start <= limit)
             order += ranked
             importance += rises
     largest = max(end - start for start, end in bounds)
-    return StrokeRanking(order, importance, "greedy" if largest <= GREEDY_LIMIT else "leave-one-out")
+    return StrokeRanking(order, importance, "greedy" if largest <= limit else "leave-one-out")
 
 
-__all__ = ["CHUNK", "GREEDY_LIMIT", "StrokeRanking", "rank_strokes"]
+def prefix_losses(
+    points: Tensor,
+    order: Sequence[int],
+    counts: Sequence[int],
+    target: Tensor,
+    network: FeatureNetwork,
+    settings: SketchSettings,
+    *,
+    width: float,
+    autocast: contextlib.AbstractContextManager[object] | None = None,
+    control: RunControl | None = None,
+) -> list[float]:
+    """The clean loss of the first k strokes of ``order`` for each k in ``counts`` (a cut ladder's levels)."""
+    autocast = autocast or contextlib.nullcontext()
+    with torch.no_grad():
+        clean_target = pair_features(network, target[None], autocast)
+        scorer = _Scorer(points.detach(), clean_target, network, settings, width, autocast, control or RunControl())
+        index = torch.tensor(list(order), dtype=torch.long, device=points.device)
+        return [float(scorer.losses(index[None, :k])[0]) for k in counts]
+
+
+__all__ = ["CHUNK", "GREEDY_LIMIT", "StrokeRanking", "prefix_losses", "rank_strokes"]

@@ -18,6 +18,7 @@ from clipasso_engine.bench import cat_image, peak_memory_mb, reset_peak_memory, 
 from clipasso_engine.bench_command import _wait, real_run
 from clipasso_engine.cli import main
 from clipasso_engine.config import PRESETS, preset_settings
+from clipasso_engine.ladder_cut import ESTIMATE_EVERY, LiveLevels
 from clipasso_engine.loss_network import load_loss_network
 
 CPU = torch.device("cpu")
@@ -74,6 +75,14 @@ def test_bench_times_a_ladder_beside_each_presets_plain_run(
         return time_optimisation(initial, target, network, settings, measure)
 
     monkeypatch.setattr(bench, "time_optimisation", spy)
+    estimates: list[tuple[int, ...]] = []
+
+    class CountedLevels(LiveLevels):  # the ladder row times a cut ladder: the plain loop, levels estimated live
+        def __call__(self, progress: Any) -> None:
+            estimates.append(self.levels)
+            super().__call__(progress)
+
+    monkeypatch.setattr(bench, "LiveLevels", CountedLevels)
     out = tmp_path / "bench.json"
     args = ["bench", "--presets", "draft", "--precisions", "fp32", "--measure", "1", "--repeats", "1"]
     assert main([*args, "--strokes", "4", "--ladder", "--json", str(out)]) == 0
@@ -83,8 +92,9 @@ def test_bench_times_a_ladder_beside_each_presets_plain_run(
     report = json.loads(out.read_text())
     assert report["ladder"]["levels"] == [2, 4, 6]  # the bench's --strokes is the top level, as in a sketch
     assert timed_ladders == [(), (4,), (), (2, 4, 6)]  # each ladder row really ran the ladder, after the plain row
-    # A ladder row spans two whole scoring cycles (its iterations differ); the plain rows take --measure's 1.
-    assert measured == [1, 20, 1, 20]
+    # A ladder row spans one live estimate of its levels at least; the plain rows take --measure's 1.
+    assert measured == [1, ESTIMATE_EVERY, 1, ESTIMATE_EVERY]
+    assert estimates and set(estimates) == {(4,), (2, 4, 6)}
     plain, ladder = report["presets"]["draft"]["fp32"], report["ladder"]["presets"]["draft"]["fp32"]
     assert (ladder["strokes"], ladder["iterations"]) == (plain["strokes"], plain["iterations"]) == (6, 150)
     assert ladder["ratio_to_plain"] == pytest.approx(ladder["s_per_iteration"] / plain["s_per_iteration"])

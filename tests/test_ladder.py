@@ -24,7 +24,10 @@ from clipasso_engine.cli import build_parser, main
 from clipasso_engine.cli_settings import settings_from_args
 from clipasso_engine.config import SketchSettings
 from clipasso_engine.errors import SettingsError
+from clipasso_engine.image_io import prepare_image
+from clipasso_engine.importance import prefix_losses, rank_strokes
 from clipasso_engine.ladder import EXTRA_ROW_SHARE, LadderObjective, LevelSelection
+from clipasso_engine.ladder_cut import LiveLevels
 from clipasso_engine.loss_network import LossNetwork, load_loss_network
 from clipasso_engine.normalize import clip_normalize
 from clipasso_engine.objective import iteration_losses
@@ -278,10 +281,8 @@ def test_a_ladder_sketch_is_nested_in_the_output_and_the_svg_has_a_group_per_lev
     assert facts["settings"]["ladder"] == [2, 3, 6] and len(facts["strokes"]) == 6
     assert [level["strokes"] for level in facts["ladder"]] == [2, 3, 6]
     assert all(isinstance(level["loss"], float) for level in facts["ladder"])
-    # Importance reorders only within each level's block: level k's strokes are the optimiser's first k.
-    source = facts["source_index"]
-    for k in (2, 3, 6):
-        assert sorted(source[:k]) == list(range(k))
+    # A new sketch's levels are cuts of one importance order over all its strokes (ladder_cut.py).
+    assert sorted(facts["source_index"]) == list(range(6))
     assert facts["rank"] == [1, 2, 3, 4, 5, 6] and len(facts["importance"]) == 6
     groups = _levels_of(svg_path.read_text())
     assert [g.get(INKSCAPE_LABEL) for g in groups] == ["2 strokes", "3 strokes (+1)", "6 strokes (+3)"]
@@ -302,6 +303,59 @@ def test_a_ladder_sketch_is_nested_in_the_output_and_the_svg_has_a_group_per_lev
     root = etree.fromstring(svg_path.read_bytes())
     (group,) = root.findall(f"{SVG}g")
     assert len(group.findall(f"{SVG}path")) == 6 and json.loads(json_path.read_text())["ladder"] == []
+
+
+def test_a_new_sketchs_ladder_is_the_plain_sketch_cut_at_its_levels(tiny_env: TinyModels, photo: Path) -> None:
+    """The run is the plain method's and the written order its greedy importance order, so the ladder's strokes are
+    the plain sketch's, bit for bit and in the same order; each level's loss is the clean loss of its first k."""
+    settings = tiny_env.settings(strokes=6, iterations=12, seeds=2, augmentations=1, precision="fp32")
+    reports: list[Progress] = []
+    ladder = sketch(photo, settings.replace(ladder=(2, 3, 6)), on_progress=reports.append, progress_interval_s=0.0)
+    plain = sketch(photo, settings, on_progress=lambda progress: None, progress_interval_s=0.0)
+    assert ladder.strokes == plain.strokes and ladder.rank == plain.rank and ladder.importance == plain.importance
+    assert ladder.loss == plain.loss  # the top level's, as a plain sketch's
+    network = load_loss_network(settings, torch.device("cpu"))
+    prepared = prepare_image(photo)
+    canvas = torch.tensor(ladder.strokes, dtype=torch.float64)
+    canvas = prepared.image_to_canvas(canvas).float()
+    width = ladder.width / prepared.scale
+    for k, level in zip((2, 3, 6), ladder.ladder(), strict=True):
+        with torch.no_grad():
+            clean_target = network(clip_normalize(prepared.image[None]))
+            empty = torch.zeros(0, 224, 224, 2)
+            expected = batch_losses(canvas[None, :k], prepared.image, clean_target, network, empty, settings, width)
+        assert level == {"strokes": k, "loss": pytest.approx(float(expected[1][0]), rel=1e-4)}
+    # Progress shows every level (estimated during the run), and the last report the levels the result holds.
+    assert reports and all(r.levels == (2, 3, 6) and len(r.level_losses or []) == 3 for r in reports)
+    assert reports[-1].level_losses[-1] == pytest.approx(ladder.ladder()[-1]["loss"], rel=1e-4)
+    assert reports[-1].best_points().shape == (6, 4, 2)
+
+
+def test_the_live_levels_are_estimated_every_so_often_in_their_own_order(network: LossNetwork) -> None:
+    """LiveLevels ranks the best strokes leave-one-out at the first report, then every ``every`` iterations and at
+    the last; each report carries those levels' losses and the strokes in that order."""
+    settings = SketchSettings(precision="fp32", strokes=6)
+    points = scene(3, strokes=6)
+    target = target_image(scene(1))
+    seen: list[Progress] = []
+    live = LiveLevels(seen.append, (2, 6), target, network, settings, width=3.0, every=5)
+    calls: list[int] = []
+
+    def progress(iteration: int) -> Progress:
+        def best() -> torch.Tensor:
+            calls.append(iteration)
+            return points
+
+        return Progress(iteration, 12, 1.0, 1.0, 0.0, 0.0, best)
+
+    for iteration in (1, 3, 6, 7, 12):
+        live(progress(iteration))
+    assert calls == [1, 6, 12]  # the points were read to estimate there only (the reports read them lazily)
+    order = rank_strokes(points, target, network, settings, width=3.0, greedy_limit=0).order
+    expected = prefix_losses(points, order, (2, 6), target, network, settings, width=3.0)
+    assert all(r.levels == (2, 6) and r.level_losses == pytest.approx(expected) for r in seen)
+    assert torch.equal(seen[1].best_points(), points[order])
+    assert expected[1] == pytest.approx(_clean_loss(network, points, target, settings), rel=1e-4)
 
 
 def _serve_a_run(line: str, monkeypatch: pytest.MonkeyPatch) -> tuple[int, list[dict[str, Any]]]:
