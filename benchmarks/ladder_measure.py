@@ -303,7 +303,7 @@ def quality(args: argparse.Namespace) -> None:
     network = load_loss_network(base, CPU)
     variants = [v for v in args.variants.split(",") if v]
     references = ["reseeded", "plain32"] if args.references else []
-    references += ["cut"] if args.greedy else []
+    references += ["cut", "cut-loo"] if args.greedy else []
     ratios: dict[str, list[list[tuple[float, float]]]] = {v: [] for v in references + variants}
 
     def score(points: Any) -> tuple[float, float]:
@@ -327,6 +327,10 @@ def quality(args: argparse.Namespace) -> None:
         if args.greedy:  # the shipped ladder of a new sketch (ladder_cut.py): the plain run cut in its greedy order
             order = rank_strokes(runs[LEVELS[-1]], target, network, base.replace(strokes=LEVELS[-1]), width=3.0).order
             prefixes["cut"] = [runs[LEVELS[-1]][order[:k]] for k in LEVELS]
+            # The same cut in leave-one-out order (what blocks above importance.GREEDY_LIMIT strokes get).
+            top = base.replace(strokes=LEVELS[-1])
+            order = rank_strokes(runs[LEVELS[-1]], target, network, top, width=3.0, greedy_limit=0).order
+            prefixes["cut-loo"] = [runs[LEVELS[-1]][order[:k]] for k in LEVELS]
         if args.references:
             prefixes["plain32"] = [runs[LEVELS[-1]][:k] for k in LEVELS]
             prefixes["reseeded"] = [

@@ -14,10 +14,12 @@ seed, 4 augmentations, CPU): the mean clean loss after deleting the written orde
 is lower with greedy (16 strokes: 8.231 against leave-one-out's 8.247; 32: 6.837 against 6.977), and greedy costs
 1.2 s at 16 strokes (about 7 iterations of that run; leave-one-out 0.09 s, 1 iteration) and 4.0 s at 32 (43
 iterations; leave-one-out 0.15 s). We use greedy up to ``GREEDY_LIMIT`` = 32 strokes per block: at most about 2 % of
-a paper run and 15 % of a fast one; a ladder's blocks are smaller still (4/4/8/16: 192 passes, not 528).
+a paper run and 15 % of a fast one; a refined ladder's blocks are smaller still (4/4/8/16: 192 passes, not 528).
 
-With a ladder each level's block (the strokes it adds) is ranked on its own, with the lower levels' strokes always
-present: level k's strokes stay the first k, and within each block the most important comes first.
+A new sketch's ladder is cut from this order over all its strokes (``ladder_cut.py``: level k is the first k). A
+refined ladder keeps its given order, so there each level's block (the strokes it adds) is ranked on its own, with
+the lower levels' strokes always present: level k's strokes stay the first k, and within each block the most
+important comes first.
 All passes are without gradients, in batches of ``CHUNK`` sketches, under the run's precision.
 """
 

@@ -11,23 +11,26 @@ level and the live estimate below.
 A refine keeps its given order (its lock indices and the artist's per-stroke styles refer to it), so a refined
 ladder's levels are trained as prefixes instead (``ladder.LadderObjective``).
 
-MEASURED (``python benchmarks/ladder_measure.py quality --iterations 300 --targets 8 --greedy --variants aug,shipped``,
-run as 2 processes of 4 targets; test models, rendered 32-stroke targets, levels 4/8/16/32, 1 seed, 4 augmentations;
-each cell the level's clean loss / image error over an independent k-stroke run's from the same first k starts, same
-plan, settings and iterations, 1.0 = as good; mean of 8 targets ± the per-target standard deviation of the loss
-ratio):
+MEASURED (``python benchmarks/ladder_measure.py quality --iterations 300 --targets 8 --greedy --variants ""``, and
+``--shape draft --iterations 150`` for draft's shape; test models, rendered 32-stroke targets, levels 4/8/16/32, 1
+seed; each cell the level's clean loss / image error over an independent k-stroke run's from the same first k
+starts, same plan, settings and iterations, 1.0 = as good; mean of 8 targets, ± the per-target standard deviation):
 
-    ladder                                                  4           8           16          32
-    cut from the plain run's greedy order (shipped)         0.95±.08    0.95±.09    0.87±.10    1.00
+    ladder, paper shape (4 augmentations)                   4           8           16          32
+    cut in the greedy order (shipped)                       0.95±.08    0.95±.10    0.87±.11    1.00
                                              image error    0.95        0.95        0.92        1.00
-    trained prefixes, row-budgeted (refines; ladder.py)     1.09±.04    1.19±.14    1.18±.09    1.14±.13
+    cut in leave-one-out order (blocks above GREEDY_LIMIT)  0.98±.10    0.98±.11    0.90±.11    1.00
+    trained prefixes (a refine's; ladder.py)                1.09±.04    1.19±.14    1.18±.09    1.14±.13
                                              image error    1.00        1.04        1.08        1.17
     first k strokes of the plain run, optimiser's order     1.15        1.25        1.26        1.00   (4 targets)
     an independent run, another augmentation plan           1.01±.11    1.01±.02    0.99±.07    1.00±.07 (4 targets)
+    draft shape (1 augmentation from 16, 150 iterations)
+    cut in the greedy order (shipped)                       0.92±.05    0.88±.04    0.91±.07    1.00
+    trained prefixes                                        1.03±.04    1.06±.04    1.11±.06    1.02±.05
 
 Every level is within the issue's 10 % of an independent sketch of its stroke count, and better than one on average:
 choosing k of N optimised strokes beats optimising k from k starts. ``ladder.py`` lists the trained objectives tried
-before (all 1.07-1.57 at some level).
+(every one 1.07-1.57 at some level).
 
 During the run the levels exist only as an estimate, so that progress can show them: every ``ESTIMATE_EVERY``
 iterations, and at the last, the current best strokes are ranked leave-one-out (N + 1 clean passes without

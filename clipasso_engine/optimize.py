@@ -67,7 +67,7 @@ class Progress:
     iteration: int  # iterations completed
     iterations: int
     loss: float  # training loss of the best seed at this iteration (mean over its top level's pairs)
-    best_loss: float  # lowest evaluation loss so far (over seeds; with a ladder, the mean over its levels)
+    best_loss: float  # lowest evaluation loss so far (over seeds; with trained ladder levels, their mean)
     elapsed_s: float
     eta_s: float
     best_points: Callable[[], Tensor]  # (N, 4, 2) of the current best seed (canvas px; image px through sketch())

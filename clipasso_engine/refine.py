@@ -12,8 +12,10 @@ A ladder (``RefinePlan.settings``) is a set of prefixes of that order. Asked for
 ``ladder``), its levels below the refined count are kept and the refined count is the top level: ``--ladder 4,16``
 on a refine to 9 strokes gives the levels 4 and 9. Not asked for, the ``--init`` file's own level groups are the
 ladder, recounted as the artist left them (``init_svg.read_init_file``), and added strokes are one more level on
-top. Importance is ranked within each level's block as for a new sketch, but given as ``rank`` and ``importance``
-only: the strokes are not reordered, since the lock indices and the artist's per-stroke styles refer to the order.
+top; its levels are trained as prefixes (``ladder.py``; a new sketch's ladder is cut from the importance order
+instead, ``ladder_cut.py``). Importance is ranked within each level's block, but given as ``rank`` and
+``importance`` only: the strokes are not reordered, since the lock indices and the artist's per-stroke styles refer
+to the order.
 
 The width: a refine from an ``--init`` file draws at the width that file's provenance records
 (``init_svg.read_init_sketch``), as the extension does, so the refined strokes look like the ones the artist

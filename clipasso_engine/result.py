@@ -47,7 +47,7 @@ class SketchResult:
     timings: dict[str, float] = field(default_factory=dict)
     engine_version: str = __version__
     refine: dict[str, Any] | None = None  # a refine's counts (refine.RefinePlan.provenance); None: a new sketch
-    # A new sketch is written most to least important (within each ladder level's block; importance.py), a refine
+    # A new sketch is written most to least important (importance.py; a ladder is cut from that order), a refine
     # in its given order. Per written stroke: the loss rise when it is removed, and its rank (1 = most important).
     importance: list[float] = field(default_factory=list)
     rank: list[int] = field(default_factory=list)
