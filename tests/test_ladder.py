@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import math
 import os
 import signal
 from fractions import Fraction
@@ -31,7 +32,7 @@ from clipasso_engine.ladder_cut import LiveLevels
 from clipasso_engine.loss_network import LossNetwork, load_loss_network
 from clipasso_engine.normalize import clip_normalize
 from clipasso_engine.objective import iteration_losses
-from clipasso_engine.optimize import Progress, batch_losses, optimise_strokes
+from clipasso_engine.optimize import Progress, RunControl, batch_losses, optimise_strokes
 
 ROOT = Path(__file__).resolve().parents[1]
 SVG = "{http://www.w3.org/2000/svg}"
@@ -329,6 +330,22 @@ def test_a_new_sketchs_ladder_is_the_plain_sketch_cut_at_its_levels(tiny_env: Ti
     assert reports and all(r.levels == (2, 3, 6) and len(r.level_losses or []) == 3 for r in reports)
     assert reports[-1].level_losses[-1] == pytest.approx(ladder.ladder()[-1]["loss"], rel=1e-4)
     assert reports[-1].best_points().shape == (6, 4, 2)
+
+
+def test_stop_and_use_current_keeps_a_cut_ladder_of_the_strokes_so_far(tiny_env: TinyModels, photo: Path) -> None:
+    control = RunControl()
+    reports: list[Progress] = []
+
+    def stop_at_once(progress: Progress) -> None:
+        reports.append(progress)
+        control.stop()
+
+    settings = tiny_env.settings(strokes=6, iterations=40, seeds=1, augmentations=1, ladder=(2, 6))
+    result = sketch(photo, settings, on_progress=stop_at_once, control=control, progress_interval_s=0.0)
+    assert result.stopped_early and result.iterations_run < 40
+    assert [level["strokes"] for level in result.ladder()] == [2, 6] and len(result.strokes) == 6
+    assert all(math.isfinite(level["loss"]) for level in result.ladder())
+    assert reports[0].levels == (2, 6) and len(reports[0].level_losses or []) == 2
 
 
 def test_the_live_levels_are_estimated_every_so_often_in_their_own_order(network: LossNetwork) -> None:
