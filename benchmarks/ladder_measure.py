@@ -3,7 +3,7 @@
     PYTHONPATH=. python benchmarks/ladder_measure.py quality [--iterations 300] [--targets 3] [--first-target 0]
         [--references] [--greedy] [--shape paper|draft] [--cache DIR]
         [--variants prefix,aug,previous,topselect,w0.5,w2,sizes,stale,two,two-aug,progressive,all,weighted,dropout]
-    PYTHONPATH=. python benchmarks/ladder_measure.py cost [--rn101] [--iterations 20] [--repeats 3]
+    PYTHONPATH=. python benchmarks/ladder_measure.py cost [--rn101] [--iterations 20] [--repeats 3] [--shapes …]
     PYTHONPATH=. python benchmarks/ladder_measure.py importance [--strokes 16,32,64]
 
 quality: on the test models (tests/tiny_models.py) and rendered targets (32 random strokes, as in
@@ -375,6 +375,9 @@ def cost(args: argparse.Namespace) -> None:
         "fast (1 seed, 2 pooled augmentations)": base.replace(
             seeds=1, augmentations=2, augmentation_pool=32, precision="fp32"
         ),
+        "draft (1 seed, 1 pooled augmentation)": base.replace(
+            seeds=1, augmentations=1, augmentation_pool=16, precision="fp32"
+        ),
     }
     for name, shape in shapes.items():
         if name.split()[0] not in args.shapes.split(","):
@@ -453,7 +456,7 @@ def main() -> None:
     c.add_argument("--rn101", action="store_true")
     c.add_argument("--iterations", type=int, default=20, help="a multiple of 10 keeps the scored iterations' share")
     c.add_argument("--repeats", type=int, default=3)
-    c.add_argument("--shapes", default="paper,fast", help="which of the paper and fast shapes to time")
+    c.add_argument("--shapes", default="paper,fast", help="which of the paper, fast and draft shapes to time")
     i = commands.add_parser("importance")
     i.add_argument("--strokes", default="16,32")
     i.add_argument("--iterations", type=int, default=200)
