@@ -82,7 +82,7 @@ class LiveLevels:
         self.estimated_at = -every  # the first report estimates
 
     def __call__(self, progress: Progress) -> None:
-        # The last report too, so that the run's final progress shows the levels the result will hold.
+        # The last report too, so that the run's final progress estimates the levels of its final strokes.
         if progress.iteration - self.estimated_at >= self.every or progress.iteration >= progress.iterations:
             points = progress.best_points()
             common: dict[str, Any] = {"width": self.width, "autocast": self.autocast, "control": self.control}
