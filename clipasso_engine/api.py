@@ -22,11 +22,11 @@ from .config import CANVAS, SketchSettings
 from .environment import resolve_device, settings_from_env
 from .errors import Cancelled, ClipassoError, is_out_of_memory, out_of_memory
 from .image_io import PreparedImage, prepare_image
-from .importance import prefix_losses, rank_strokes
-from .ladder_cut import LiveLevels
+from .importance import rank_strokes
+from .ladder_cut import cut_run
 from .model_cache import loss_network, release_saliency_model
 from .optimize import OptimisationResult, Progress, RunControl, optimise_strokes
-from .precision import autocast_context, resolve_precision
+from .precision import autocast_context
 from .refine import plan_refine, result_strokes, start_points
 from .result import ProgressCallback, SetupCallback, SketchProgress, SketchResult, StatusCallback
 from .saliency import saliency_probabilities
@@ -155,16 +155,15 @@ def sketch(
     cut = bool(settings.ladder) and refine is None
     target = prepared.image.to(device)
     scoring: dict[str, Any] = {"width": width / prepared.scale, "control": control}
-    callback = _image_frame_progress(on_progress, prepared, width)
-    if cut and callback is not None:
-        live = autocast_context(device, resolve_precision(device, settings.precision))
-        callback = LiveLevels(callback, settings.ladder, target, network, settings, autocast=live, **scoring)
+    run, callback = settings, _image_frame_progress(on_progress, prepared, width)
+    if cut:
+        run, callback = cut_run(settings, callback, target, network, device=device, **scoring)
     with _out_of_memory_as_error(device, "optimising the strokes"):
         outcome: OptimisationResult = optimise_strokes(
             initial,
             target,
             network,
-            settings.replace(ladder=()) if cut else settings,
+            run,
             plan,
             on_progress=callback,
             progress_interval_s=progress_interval_s,
@@ -177,12 +176,10 @@ def sketch(
     # No status message here: the protocol sends every status before the first progress line.
     scoring["autocast"] = autocast_context(device, outcome.precision)
     with _out_of_memory_as_error(device, "ranking the strokes"):
-        levels = () if cut else settings.ladder  # cut: one order over all the strokes
-        ranking = rank_strokes(outcome.points, target, network, settings, levels=levels, **scoring)
-        level_losses = outcome.level_losses if settings.ladder else []
-        if cut:
-            level_losses = prefix_losses(outcome.points, ranking.order, settings.ladder, target, network, settings,
-                                         **scoring)  # fmt: skip
+        # A cut ladder: one order over all the strokes, each level's loss that order's prefix's.
+        blocks, cuts = ((), settings.ladder) if cut else (settings.ladder, ())
+        ranking = rank_strokes(outcome.points, target, network, settings, levels=blocks, cuts=cuts, **scoring)
+    level_losses = ranking.cut_losses if cut else (outcome.level_losses if settings.ladder else [])
     timings["rank_s"] = round(time.monotonic() - mark, 4)
     timings["total_s"] = round(time.monotonic() - started, 4)
     if refine is not None:

@@ -29,12 +29,12 @@ import torch
 from .api import CANVAS_STROKE_WIDTH
 from .augment import apply_augmentations, draw_augmentations, run_augmentations
 from .config import CANVAS, SketchSettings
-from .ladder_cut import LiveLevels
+from .ladder_cut import cut_run
 from .loss_network import LossNetwork
 from .model_configs import register_model_configs
 from .normalize import clip_normalize
 from .optimize import OptimisationResult, Progress, optimise_strokes, sketch_images
-from .precision import autocast_context, resolve_precision
+from .precision import autocast_context
 from .render import render
 from .strokes import initial_strokes_per_run
 
@@ -181,12 +181,8 @@ def time_optimisation(
         reports.append((progress.iteration, time.perf_counter()))
 
     run = settings.replace(iterations=1 + measure, early_stop_delta=0.0)
-    callback: Callable[[Progress], None] = on_progress
-    if settings.ladder:  # as sketch() runs a new sketch's ladder: the plain loop, the levels estimated live
-        run = run.replace(ladder=())
-        autocast = autocast_context(device, resolve_precision(device, settings.precision))
-        callback = LiveLevels(on_progress, settings.ladder, target, network, run, width=CANVAS_STROKE_WIDTH,
-                              autocast=autocast)  # fmt: skip
+    # A ladder as sketch() runs a new sketch's: the plain loop, the levels estimated live.
+    run, callback = cut_run(run, on_progress, target, network, width=CANVAS_STROKE_WIDTH, device=device)
 
     def loop() -> OptimisationResult:
         marks["start"] = time.perf_counter()  # the set-up includes the loop's own preparation (pooled grids)

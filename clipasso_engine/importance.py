@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor
@@ -51,6 +51,7 @@ class StrokeRanking:
     order: list[int]  # the written order: indices into the optimiser's strokes, most important first per block
     importance: list[float]  # in the written order: the loss rise when the stroke is removed (see the module)
     method: str  # "greedy" or "leave-one-out" (the largest block's)
+    cut_losses: list[float] = field(default_factory=list)  # per ``cuts`` count k: the clean loss of the first k
 
 
 class _Scorer:
@@ -131,10 +132,12 @@ def rank_strokes(
     control: RunControl | None = None,
     levels: Sequence[int] = (),
     greedy_limit: int | None = None,
+    cuts: Sequence[int] = (),
 ) -> StrokeRanking:
     """Rank (N, 4, 2) canvas strokes against ``target`` (3, 224, 224); ``levels``: blocks ranked one by one (a
     refined ladder's, whose order is kept), else one block; blocks above ``greedy_limit`` strokes (default
-    ``GREEDY_LIMIT``) leave-one-out."""
+    ``GREEDY_LIMIT``) leave-one-out. ``cuts``: stroke counts k whose first k strokes in the order are scored too
+    (a cut ladder's levels, ``ladder_cut.py``)."""
     limit = GREEDY_LIMIT if greedy_limit is None else greedy_limit
     autocast = autocast or contextlib.nullcontext()
     count = points.shape[0]
@@ -150,29 +153,10 @@ def rank_strokes(
             ranked, rises = _rank_block(scorer, list(range(start)), list(range(start, end)), end - start <= limit)
             order += ranked
             importance += rises
+        index = torch.tensor(order, dtype=torch.long, device=points.device)
+        cut_losses = [float(scorer.losses(index[None, :k])[0]) for k in cuts]
     largest = max(end - start for start, end in bounds)
-    return StrokeRanking(order, importance, "greedy" if largest <= limit else "leave-one-out")
+    return StrokeRanking(order, importance, "greedy" if largest <= limit else "leave-one-out", cut_losses)
 
 
-def prefix_losses(
-    points: Tensor,
-    order: Sequence[int],
-    counts: Sequence[int],
-    target: Tensor,
-    network: FeatureNetwork,
-    settings: SketchSettings,
-    *,
-    width: float,
-    autocast: contextlib.AbstractContextManager[object] | None = None,
-    control: RunControl | None = None,
-) -> list[float]:
-    """The clean loss of the first k strokes of ``order`` for each k in ``counts`` (a cut ladder's levels)."""
-    autocast = autocast or contextlib.nullcontext()
-    with torch.no_grad():
-        clean_target = pair_features(network, target[None], autocast)
-        scorer = _Scorer(points.detach(), clean_target, network, settings, width, autocast, control or RunControl())
-        index = torch.tensor(list(order), dtype=torch.long, device=points.device)
-        return [float(scorer.losses(index[None, :k])[0]) for k in counts]
-
-
-__all__ = ["CHUNK", "GREEDY_LIMIT", "StrokeRanking", "prefix_losses", "rank_strokes"]
+__all__ = ["CHUNK", "GREEDY_LIMIT", "StrokeRanking", "rank_strokes"]

@@ -46,12 +46,14 @@ import dataclasses
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import torch
 from torch import Tensor
 
 from .config import SketchSettings
-from .importance import prefix_losses, rank_strokes
+from .importance import rank_strokes
 from .objective import FeatureNetwork
 from .optimize import Progress, RunControl
+from .precision import autocast_context, resolve_precision
 
 #: Iterations between two live estimates of the levels (each N + 1 + L clean passes, no gradients).
 ESTIMATE_EVERY = 50
@@ -86,10 +88,9 @@ class LiveLevels:
         if progress.iteration - self.estimated_at >= self.every or progress.iteration >= progress.iterations:
             points = progress.best_points()
             common: dict[str, Any] = {"width": self.width, "autocast": self.autocast, "control": self.control}
-            ranking = rank_strokes(points, self.target, self.network, self.settings, greedy_limit=0, **common)
-            self.order = ranking.order
-            self.losses = prefix_losses(points, self.order, self.levels, self.target, self.network, self.settings,
-                                        **common)  # fmt: skip
+            ranking = rank_strokes(points, self.target, self.network, self.settings, greedy_limit=0, cuts=self.levels,
+                                   **common)  # fmt: skip
+            self.order, self.losses = ranking.order, ranking.cut_losses
             self.estimated_at = progress.iteration
         order, best_points = self.order, progress.best_points
         self.callback(
@@ -99,4 +100,25 @@ class LiveLevels:
         )
 
 
-__all__ = ["ESTIMATE_EVERY", "LiveLevels"]
+def cut_run(
+    settings: SketchSettings,
+    callback: Callable[[Progress], None] | None,
+    target: Tensor,
+    network: FeatureNetwork,
+    *,
+    width: float,
+    device: torch.device,
+    control: RunControl | None = None,
+) -> tuple[SketchSettings, Callable[[Progress], None] | None]:
+    """What ``optimise_strokes`` runs for a new sketch with a ladder (``sketch()``, and the bench timing it): the
+    plain run, and ``callback`` with the levels estimated live. Without a ladder, both as they are."""
+    if not settings.ladder:
+        return settings, callback
+    if callback is not None:
+        autocast = autocast_context(device, resolve_precision(device, settings.precision))
+        callback = LiveLevels(callback, settings.ladder, target, network, settings, width=width, autocast=autocast,
+                              control=control)  # fmt: skip
+    return settings.replace(ladder=()), callback
+
+
+__all__ = ["ESTIMATE_EVERY", "LiveLevels", "cut_run"]

@@ -13,7 +13,7 @@ import pytest
 import torch
 from tiny_models import TinyModels
 
-from clipasso_engine import bench
+from clipasso_engine import bench, ladder_cut
 from clipasso_engine.bench import cat_image, peak_memory_mb, reset_peak_memory, time_optimisation
 from clipasso_engine.bench_command import _wait, real_run
 from clipasso_engine.cli import main
@@ -82,7 +82,7 @@ def test_bench_times_a_ladder_beside_each_presets_plain_run(
             estimates.append(self.levels)
             super().__call__(progress)
 
-    monkeypatch.setattr(bench, "LiveLevels", CountedLevels)
+    monkeypatch.setattr(ladder_cut, "LiveLevels", CountedLevels)
     out = tmp_path / "bench.json"
     args = ["bench", "--presets", "draft", "--precisions", "fp32", "--measure", "1", "--repeats", "1"]
     assert main([*args, "--strokes", "4", "--ladder", "--json", str(out)]) == 0
