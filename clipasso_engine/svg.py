@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from .errors import OutputError
+from .init_svg import PROVENANCE_ID  # the id a refine reads the provenance back by
 from .strict_json import json_dumps_strict
 from .version import __version__
 
@@ -100,7 +101,7 @@ def strokes_to_svg(
         f"<!-- Generator: clipasso-engine {__version__} -->",
         f'<svg xmlns="http://www.w3.org/2000/svg"{namespace} version="1.1" width="{image_w}px" height="{image_h}px" '
         f'viewBox="0 0 {image_w} {image_h}">',
-        f'  <metadata id="clipasso-provenance">{escape(_json(info))}</metadata>',
+        f'  <metadata id="{PROVENANCE_ID}">{escape(_json(info))}</metadata>',
         '  <g id="clipasso-sketch">',
     ]
     blocks = list(zip([0, *levels[:-1]], levels, strict=True)) if levels else [(0, count)]
